@@ -1,0 +1,167 @@
+"""The audit trail: written in the same transaction as the change, from every entry point.
+
+Every ORM entity with ``__audit_entity__`` is audited automatically by a flush listener:
+create, update (changed fields only, before and after), soft delete and restore. Other
+writes (role assignments, token revocation, logins) call :func:`record` themselves.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, event, insert, inspect, select
+from sqlalchemy.orm import Session
+
+from gaas.audit.models import AuditLog
+from gaas.core.context import Actor
+from gaas.core.db import request_info
+from gaas.core.errors import Forbidden
+from gaas.core.models import AuditedMixin
+
+REDACTED = "[redacted]"
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _row(session: Session, *, action: str, entity_type: str, entity_id: uuid.UUID | None,
+         changes: dict[str, Any] | None, domain: str | None) -> dict[str, Any]:
+    actor: Actor | None = session.info.get("actor")
+    info = request_info(session)
+    return {
+        "user_id": actor.user_id if actor else None,
+        "user_email": actor.email if actor else None,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "changes": jsonable(changes) if changes is not None else None,
+        "ip_address": info.ip_address,
+        "user_agent": info.user_agent,
+        "domain": domain,
+        "request_id": info.request_id,
+    }
+
+
+def record(session: Session, *, action: str, entity_type: str, entity_id: uuid.UUID | None,
+           changes: dict[str, Any] | None = None, domain: str | None = None) -> None:
+    """Write one audit row now, in the caller's transaction."""
+    session.execute(insert(AuditLog), [_row(session, action=action, entity_type=entity_type,
+                                            entity_id=entity_id, changes=changes, domain=domain)])
+
+
+def _changed_fields(obj: AuditedMixin) -> tuple[dict[str, Any], dict[str, Any]]:
+    state = inspect(obj)
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    for attr in state.mapper.column_attrs:
+        key = attr.key
+        if key in obj.__audit_ignore__:
+            continue
+        history = state.attrs[key].history
+        if not history.has_changes():
+            continue
+        old = history.deleted[0] if history.deleted else None
+        new = history.added[0] if history.added else None
+        if old == new:
+            continue
+        redact = key in obj.__audit_redact__
+        before[key] = REDACTED if redact and old is not None else old
+        after[key] = REDACTED if redact and new is not None else new
+    return before, after
+
+
+def _created_fields(obj: AuditedMixin) -> dict[str, Any]:
+    state = inspect(obj)
+    values = {}
+    for attr in state.mapper.column_attrs:
+        key = attr.key
+        if key in obj.__audit_ignore__ or key == "deleted_at":
+            continue
+        value = state.dict.get(key)  # never triggers a load: server defaults are not content
+        if value is None:
+            continue
+        values[key] = REDACTED if key in obj.__audit_redact__ else value
+    return values
+
+
+def _audit_rows_for_flush(session: Session) -> list[dict[str, Any]]:
+    rows = []
+    for obj in session.new:
+        if isinstance(obj, AuditedMixin) and obj.__audit_entity__:
+            rows.append(_row(session, action="create", entity_type=obj.__audit_entity__, entity_id=obj.id,
+                             changes={"after": _created_fields(obj)}, domain=_domain_of(obj)))
+    for obj in session.dirty:
+        if not (isinstance(obj, AuditedMixin) and obj.__audit_entity__) or not session.is_modified(obj):
+            continue
+        before, after = _changed_fields(obj)
+        if not after and not before:
+            continue
+        action = "update"
+        if "deleted_at" in after:
+            action = "delete" if after["deleted_at"] is not None else "restore"
+        rows.append(_row(session, action=action, entity_type=obj.__audit_entity__, entity_id=obj.id,
+                         changes={"before": before, "after": after}, domain=_domain_of(obj)))
+    for obj in session.deleted:
+        if isinstance(obj, AuditedMixin) and obj.__audit_entity__:
+            rows.append(_row(session, action="purge", entity_type=obj.__audit_entity__, entity_id=obj.id,
+                             changes=None, domain=_domain_of(obj)))
+    return rows
+
+
+def _domain_of(obj: Any) -> str | None:
+    return getattr(obj, "audit_domain", None) or getattr(obj, "domain", None)
+
+
+@event.listens_for(Session, "after_flush")
+def _write_audit_rows(session: Session, flush_context: Any) -> None:
+    # after_flush still sees the pre-flush history, and ids and defaults are assigned by now.
+    rows = _audit_rows_for_flush(session)
+    if rows:
+        session.connection().execute(insert(AuditLog), rows)
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+def require_audit_view(actor: Actor) -> None:
+    if not actor.can_anywhere("audit.view"):
+        raise Forbidden("Reading the audit log needs the 'audit.view' permission.")
+
+
+def audit_query(*, entity_type: str | None = None, entity_id: uuid.UUID | None = None,
+                user_id: uuid.UUID | None = None, action: str | None = None, domain: str | None = None,
+                since: datetime | None = None, until: datetime | None = None,
+                request_id: str | None = None) -> Select:
+    """Filters over the audit log; row-level security limits it to the caller's domains."""
+    stmt = select(AuditLog)
+    for column, value in ((AuditLog.entity_type, entity_type), (AuditLog.entity_id, entity_id),
+                          (AuditLog.user_id, user_id), (AuditLog.action, action), (AuditLog.domain, domain),
+                          (AuditLog.request_id, request_id)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if since is not None:
+        stmt = stmt.where(AuditLog.timestamp >= since)
+    if until is not None:
+        stmt = stmt.where(AuditLog.timestamp < until)
+    return stmt
+
+
+def history(session: Session, entity_type: str, entity_id: uuid.UUID) -> list[AuditLog]:
+    stmt = audit_query(entity_type=entity_type, entity_id=entity_id).order_by(AuditLog.timestamp, AuditLog.id)
+    return list(session.scalars(stmt))

@@ -1,0 +1,186 @@
+"""The `gaas` command: serve the platform and administer it.
+
+With no GAAS_DATABASE_URL every command uses the embedded PostgreSQL in GAAS_DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gaas import __version__
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, rich_markup_mode="rich")
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+user_app = typer.Typer(help="Users.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=1)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    migrate: Annotated[bool, typer.Option(help="Run `db upgrade` first (always on the embedded database).")] = False,
+) -> None:
+    """Start the HTTP API and web UI.
+
+    On the embedded database it migrates first and, on a database without one, creates the
+    platform administrator [bold]admin[/bold] (password from GAAS_ADMIN_PASSWORD, or generated
+    and printed once).
+    """
+    import uvicorn
+
+    from gaas.core import bootstrap
+    from gaas.core.settings import get_settings
+
+    settings = get_settings()
+    if migrate or settings.uses_embedded_database:
+        console.print("Migrating the database…")
+        bootstrap.upgrade_database()
+    bootstrap.ensure_audit_partitions()
+    admin = bootstrap.ensure_admin()
+    if admin.created and admin.password:
+        console.print(f"[bold]Created platform administrator 'admin' with password:[/bold] {admin.password}")
+        console.print("It is shown only this once; change it after logging in.")
+    elif admin.created:
+        console.print("Created platform administrator 'admin' (password from GAAS_ADMIN_PASSWORD).")
+    console.print(f"GaaS {__version__} on http://{host}:{port}  (API docs: http://{host}:{port}/api/docs)")
+    from gaas.core.app import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the latest version, as the owner role (GAAS_DATABASE_URL).
+
+    Also creates the application role if it is missing and syncs the default roles.
+    """
+    from gaas.core import bootstrap
+
+    bootstrap.upgrade_database()
+    console.print(f"Database at revision {bootstrap.head_revision()}.")
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Option(help="E-mail address (also a login name).")],
+    name: Annotated[str, typer.Option(help="Full name.")],
+    username: Annotated[str | None, typer.Option(help="Optional short login name.")] = None,
+    domain: Annotated[str | None, typer.Option(help="Home domain code; omit for a global user.")] = None,
+    role: Annotated[list[str] | None, typer.Option(help="Default role to give (repeatable), e.g. service_desk_agent.")] = None,
+    password: Annotated[str | None, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
+                                                 help="Password (prompted when not given).")] = None,
+) -> None:
+    """Create a user, optionally with roles (scoped to the user's domain, or global)."""
+    from gaas.core.db import unit_of_work
+    from gaas.core.errors import Problem
+    from gaas.iam import service as iam
+    from gaas.iam.schemas import UserCreate, UserRoleCreate
+
+    actor = iam.system_actor()
+    try:
+        with unit_of_work(actor) as db:
+            user = iam.create_user(db, actor, UserCreate(email=email, name=name, username=username, domain=domain,
+                                                         password=password or None))
+            for role_name in role or []:
+                found = iam.role_by_name(db, role_name) or (domain and iam.role_by_name(db, role_name, domain))
+                if not found:
+                    raise _fail(f"no role '{role_name}'")
+                if domain:
+                    scope = iam.domain_by_code(db, domain)
+                    iam.assign_role(db, actor, user.id, UserRoleCreate(role_id=found.id, scope_type="domain",
+                                                                       scope_id=scope.id))
+                else:
+                    iam.assign_role(db, actor, user.id, UserRoleCreate(role_id=found.id))
+    except Problem as exc:
+        raise _fail(exc.detail) from exc
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"Created user {user.email} ({user.id}).")
+
+
+@user_app.command("reset-password")
+def user_reset_password(
+    login: Annotated[str, typer.Argument(help="E-mail or user name.")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+) -> None:
+    """Set a user's password and clear any lockout."""
+    from gaas.core.db import unit_of_work
+    from gaas.core.errors import Problem
+    from gaas.iam import service as iam
+
+    actor = iam.system_actor()
+    try:
+        with unit_of_work(actor) as db:
+            user = _find_user(db, actor, login)
+            iam.reset_password(db, actor, user.id, password)
+    except Problem as exc:
+        raise _fail(exc.detail) from exc
+    console.print(f"Password of {user.email} reset.")
+
+
+@token_app.command("create")
+def token_create(
+    login: Annotated[str, typer.Argument(help="E-mail or user name of the token's owner.")],
+    name: Annotated[str, typer.Option(help="What the token is for, e.g. 'monitoring'.")] = "cli token",
+    read_only: Annotated[bool, typer.Option(help="The token may only read.")] = False,
+    days: Annotated[int, typer.Option(help="Days until it expires.")] = 90,
+) -> None:
+    """Create an API token for a user and print it (shown only once)."""
+    from gaas.core.db import unit_of_work
+    from gaas.core.errors import Problem
+    from gaas.iam import service as iam
+    from gaas.iam.schemas import TokenCreate
+
+    actor = iam.system_actor()
+    try:
+        with unit_of_work(actor) as db:
+            user = _find_user(db, actor, login)
+            text, _ = iam.create_token(db, actor, TokenCreate(name=name, read_only=read_only, expires_in_days=days),
+                                       user.id)
+    except Problem as exc:
+        raise _fail(exc.detail) from exc
+    console.print(text)
+
+
+def _find_user(db, actor, login: str):
+    from sqlalchemy import or_, select
+
+    from gaas.iam.models import User
+
+    value = login.strip().lower()
+    user = db.scalar(select(User).where(or_(User.email == value, User.username == value),
+                                        User.deleted_at.is_(None)))
+    if user is None:
+        try:
+            user = db.get(User, uuid.UUID(login))
+        except ValueError:
+            user = None
+    if user is None:
+        raise _fail(f"no user '{login}'")
+    return user
+
+
+if __name__ == "__main__":
+    app()

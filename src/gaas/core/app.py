@@ -1,0 +1,67 @@
+"""The ASGI application: routers, problem details, request ids, health and readiness."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from gaas import __version__
+from gaas.core.db import session_factory
+from gaas.core.errors import install_problem_handlers, problem_response
+from gaas.core.http import RequestIdMiddleware
+
+OPENAPI_TAGS = [
+    {"name": "auth", "description": "Log in, who am I"},
+    {"name": "domains", "description": "Government domains (tenants)"},
+    {"name": "users", "description": "Users and their roles"},
+    {"name": "roles", "description": "Roles and the permission catalogue"},
+    {"name": "tokens", "description": "API tokens"},
+    {"name": "audit", "description": "Audit log and record history"},
+]
+
+
+def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
+    app = FastAPI(
+        title="GaaS",
+        version=__version__,
+        summary="IT service management for government agencies",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_tags=OPENAPI_TAGS,
+    )
+    app.state.session_factory = factory or session_factory()
+    install_problem_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+
+    from gaas.audit.api import router as audit_router
+    from gaas.iam.api import router as iam_router
+
+    @app.get("/api/health", tags=["operations"], summary="The process is up")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/api/ready", tags=["operations"], summary="The database is reachable and migrated")
+    def ready(request: Request) -> JSONResponse:
+        from gaas.core.bootstrap import head_revision
+
+        session: Session = request.app.state.session_factory()
+        try:
+            current = session.execute(text("SELECT version_num FROM public.alembic_version")).scalar()
+        except Exception:
+            return problem_response(request, 503, "not-ready", "Not ready", "The database is not reachable.",
+                                    headers={"Retry-After": "5"})
+        finally:
+            session.close()
+        head = head_revision()
+        if current != head:
+            return problem_response(request, 503, "not-ready", "Not ready",
+                                    f"The database is at revision {current}, the code expects {head}.",
+                                    headers={"Retry-After": "30"})
+        return JSONResponse({"status": "ready", "revision": current})
+
+    app.include_router(iam_router)
+    app.include_router(audit_router)  # last: its /{resource}/{id}/history route is generic
+    return app

@@ -1,0 +1,54 @@
+"""Operations every audited record shares: stamping who changed it, applying a validated
+patch, optimistic locking, soft delete and restore."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from gaas.core.context import Actor
+from gaas.core.errors import Conflict, StaleVersion
+from gaas.core.models import AuditedMixin
+
+
+def expected_version(header_version: int | None, body_version: int | None, current: int) -> None:
+    """Optimistic locking: the client must present the version it read, and it must be current."""
+    presented = header_version if header_version is not None else body_version
+    if presented is None:
+        raise StaleVersion("Send the version you read (If-Match header or 'version' field).",
+                           errors=[{"field": "version", "message": "required", "type": "missing"}],
+                           current_version=current)
+    if presented != current:
+        raise StaleVersion(f"You edited version {presented}; the record is now at version {current}.",
+                           errors=[{"field": "version", "message": "stale", "type": "stale"}],
+                           current_version=current)
+
+
+def stamp_created(obj: AuditedMixin, actor: Actor) -> None:
+    obj.created_by = actor.user_id
+    obj.updated_by = actor.user_id
+
+
+def apply_patch(obj: AuditedMixin, actor: Actor, changes: dict[str, Any], *,
+                header_version: int | None, body_version: int | None) -> None:
+    """Check the presented version, then set only the given fields."""
+    expected_version(header_version, body_version, obj.version)
+    for key, value in changes.items():
+        setattr(obj, key, value)
+    obj.updated_by = actor.user_id
+
+
+def soft_delete(obj: AuditedMixin, actor: Actor, *, header_version: int | None = None) -> None:
+    if obj.deleted_at is not None:
+        raise Conflict("The record is already deleted.")
+    if header_version is not None:
+        expected_version(header_version, None, obj.version)
+    obj.deleted_at = datetime.now(UTC)
+    obj.updated_by = actor.user_id
+
+
+def restore(obj: AuditedMixin, actor: Actor) -> None:
+    if obj.deleted_at is None:
+        raise Conflict("The record is not deleted.")
+    obj.deleted_at = None
+    obj.updated_by = actor.user_id
