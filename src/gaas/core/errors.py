@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -138,21 +139,36 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return errors
 
 
-# Constraint name -> (field, message) for integrity errors the services did not pre-empt.
-UNIQUE_FIELDS: dict[str, tuple[str, str]] = {}
+# Unique constraint -> the API field it guards. PostgreSQL leaves the "Key (...)" detail out on
+# tables with row-level security, so modules declare this for their constraints.
+UNIQUE_CONSTRAINT_FIELDS: dict[str, str] = {}
+
+
+def register_unique_fields(mapping: dict[str, str]) -> None:
+    UNIQUE_CONSTRAINT_FIELDS.update(mapping)
+
+
+_KEY_COLUMNS = re.compile(r"^Key \((?P<columns>[^)]*)\)")
 
 
 def _integrity_problem(exc: IntegrityError) -> tuple[int, str, list[dict[str, Any]]]:
+    """Name the field from PostgreSQL's own diagnostics: 'Key (email)=(...) already exists.'"""
     diag = getattr(exc.orig, "diag", None)
-    constraint = getattr(diag, "constraint_name", None) or ""
     sqlstate = getattr(exc.orig, "sqlstate", "") or ""
-    if constraint in UNIQUE_FIELDS:
-        field, message = UNIQUE_FIELDS[constraint]
+    detail = getattr(diag, "message_detail", None) or ""
+    match = _KEY_COLUMNS.match(detail)
+    constraint = getattr(diag, "constraint_name", None) or ""
+    if constraint in UNIQUE_CONSTRAINT_FIELDS:
+        field = UNIQUE_CONSTRAINT_FIELDS[constraint]
+    elif match:
+        field = match.group("columns")
     else:
-        field, message = (getattr(diag, "column_name", None) or constraint or "body"), "violates a constraint"
+        field = getattr(diag, "column_name", None) or constraint or "body"
     if sqlstate == "23505":  # unique_violation
-        return 409, "duplicate", [{"field": field, "message": message or "already exists", "type": "unique"}]
-    return 422, "constraint-violation", [{"field": field, "message": message, "type": "constraint"}]
+        return 409, "duplicate", [{"field": field, "message": "already exists", "type": "unique"}]
+    if sqlstate == "23503":  # foreign_key_violation
+        return 422, "unknown-reference", [{"field": field, "message": "refers to nothing", "type": "reference"}]
+    return 422, "constraint-violation", [{"field": field, "message": "violates a constraint", "type": "constraint"}]
 
 
 def install_problem_handlers(app: FastAPI) -> None:

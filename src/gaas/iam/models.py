@@ -10,10 +10,20 @@ from sqlalchemy import Boolean, Enum, ForeignKey, Integer, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
+from gaas.core.errors import register_unique_fields
 from gaas.core.ids import new_id
 from gaas.core.models import AuditedMixin, Base, BaseTableMixin
 
 SCHEMA = "gaas_iam"
+
+register_unique_fields({
+    "users_email_key": "email",
+    "users_username_key": "username",
+    "uq_domains_code": "code",
+    "uq_role_name_domain": "name",
+    "uq_user_role_scope": "role_id",
+    "uq_api_tokens_key": "key",
+})
 
 
 class UserStatus(enum.StrEnum):

@@ -1,0 +1,135 @@
+"""Plain factory helpers and assertions shared by the tests."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import psycopg
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from gaas.core.app import create_app
+from gaas.core.db import unit_of_work
+from gaas.iam import service as iam
+from gaas.iam.schemas import DomainCreate, TokenCreate, UserCreate, UserRoleCreate
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Database:
+    name: str
+    owner_url: URL
+    app_url: URL
+    app_engine: Engine
+    owner_engine: Engine
+    factory: sessionmaker[Session]
+
+    def psycopg_app(self) -> psycopg.Connection:
+        """A raw connection as the application role: what the platform itself connects as."""
+        return psycopg.connect(self.app_url.set(drivername="postgresql").render_as_string(hide_password=False))
+
+    def owner_rows(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        """Read as the owner (bypasses RLS): to check what really is in the database."""
+        with self.owner_engine.connect() as conn:
+            return [dict(r) for r in conn.execute(text(query), params).mappings()]
+
+
+class StrictClient(TestClient):
+    """A test client for which any 5xx response fails the test on the spot."""
+
+    def request(self, *args: Any, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
+        response = super().request(*args, **kwargs)
+        assert response.status_code < 500, f"server error {response.status_code}: {response.text}"
+        return response
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(4)}"
+
+
+@dataclass
+class Person:
+    id: uuid.UUID
+    email: str
+    domain: str | None
+    token: str
+    password: str = PASSWORD
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class World:
+    """Makes domains, users with roles, and tokens, through the service layer as the system."""
+
+    database: Database
+    client: StrictClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = StrictClient(create_app(self.database.factory))
+
+    def session(self):
+        return unit_of_work(iam.system_actor(), self.database.factory)
+
+    def domain(self, code: str | None = None, **kw: Any) -> str:
+        code = code or unique("d")
+        with self.session() as db:
+            iam.create_domain(db, iam.system_actor(), DomainCreate(code=code, name=kw.pop("name", code.title()), **kw))
+        return code
+
+    def user(self, domain: str | None, *roles: str, password: str = PASSWORD, read_only: bool = False,
+             **kw: Any) -> Person:
+        """A user of `domain` holding `roles` scoped to that domain (or globally for a global user)."""
+        actor = iam.system_actor()
+        name = unique("u")
+        with self.session() as db:
+            user = iam.create_user(db, actor, UserCreate(email=f"{name}@example.org", username=name, name=name.title(),
+                                                         password=password, domain=domain, **kw))
+            for role_name in roles:
+                role = iam.role_by_name(db, role_name)
+                if domain is None:
+                    scope = UserRoleCreate(role_id=role.id, scope_type="global")
+                else:
+                    scope = UserRoleCreate(role_id=role.id, scope_type="domain",
+                                           scope_id=iam.domain_by_code(db, domain).id)
+                iam.assign_role(db, actor, user.id, scope)
+            token, _ = iam.create_token(db, actor, TokenCreate(name="test", read_only=read_only), user.id)
+        return Person(id=user.id, email=user.email, domain=domain, token=token, password=password)
+
+    def admin(self) -> Person:
+        return self.user(None, "platform_admin")
+
+
+def audit_rows(database: Database, request_id: str) -> list[dict[str, Any]]:
+    return database.owner_rows(
+        "SELECT action, entity_type, entity_id, changes, user_id, user_email, domain, request_id, ip_address,"
+        " user_agent FROM gaas_audit.audit_log WHERE request_id = :rid ORDER BY timestamp, id",
+        rid=request_id,
+    )
+
+
+def rid() -> str:
+    return "t-" + secrets.token_hex(8)
+
+
+def assert_problem(response: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
+    """An RFC 9457 body with the given status, naming `field` among its errors when given."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"] and body["detail"] and body["type"]
+    assert "Traceback" not in response.text
+    if field is not None:
+        fields = [e["field"] for e in body.get("errors", [])]
+        assert field in fields, f"expected an error naming {field!r}, got {fields}: {body}"
+    return body
