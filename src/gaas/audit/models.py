@@ -18,11 +18,12 @@ SCHEMA = "gaas_audit"
 
 class AuditLog(Base):
     __tablename__ = "audit_log"
-    __table_args__ = {"schema": SCHEMA}
+    # No RETURNING: a writer may add rows it is not allowed to read back (RLS SELECT policy).
+    __table_args__ = {"schema": SCHEMA, "implicit_returning": False}
 
     # The partition key is part of the primary key, as PostgreSQL requires.
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    timestamp: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.now())
+    timestamp: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.clock_timestamp())
     user_id: Mapped[uuid.UUID | None]
     user_email: Mapped[str | None] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(100))

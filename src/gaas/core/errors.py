@@ -216,6 +216,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _db_error(request: Request, exc: DBAPIError) -> JSONResponse:
         sqlstate = getattr(exc.orig, "sqlstate", "") or ""
         if sqlstate == "42501":  # insufficient_privilege: RLS WITH CHECK or a missing grant
+            log.warning("database refused a write: %s", exc.orig)
             return problem_response(request, 403, Forbidden.slug, Forbidden.title,
                                     "The database refused this write for the acting user.")
         if sqlstate in {"22001", "22P02", "22003", "22007", "22008", "23502", "23514"}:

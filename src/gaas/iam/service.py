@@ -143,6 +143,7 @@ def revoke_current_session(db: Session, actor: Actor, token_text: str) -> None:
         return
     token = db.scalar(select(ApiToken).where(ApiToken.key == parsed[0]))
     if token is not None and token.revoked_at is None:
+        token.audit_domain = actor.home_domain
         token.revoked_at = datetime.now(UTC)
         token.updated_by = actor.user_id
 

@@ -258,7 +258,8 @@ CREATE TABLE gaas_audit.audit_log (
     user_agent TEXT,
     domain VARCHAR(100),
     request_id VARCHAR(64),
-    timestamp TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    -- clock_timestamp(): rows of one transaction keep the order they were written in.
+    timestamp TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
     -- A partitioned table's primary key must include the partition key.
     PRIMARY KEY (id, timestamp)
 ) PARTITION BY RANGE (timestamp)""")
