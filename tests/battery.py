@@ -40,15 +40,15 @@ class ResourceBattery:
         raise NotImplementedError
 
     # ---- fixtures ----
-    @pytest.fixture(scope="class")
+    @pytest.fixture
     def home(self, world: World) -> str:
         return world.domain()
 
-    @pytest.fixture(scope="class")
+    @pytest.fixture
     def elsewhere(self, world: World) -> str:
         return world.domain()
 
-    @pytest.fixture(scope="class")
+    @pytest.fixture
     def me(self, world: World, home: str) -> Person:
         return self.writer(world, home)
 

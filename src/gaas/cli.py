@@ -88,7 +88,8 @@ def user_create(
     name: Annotated[str, typer.Option(help="Full name.")],
     username: Annotated[str | None, typer.Option(help="Optional short login name.")] = None,
     domain: Annotated[str | None, typer.Option(help="Home domain code; omit for a global user.")] = None,
-    role: Annotated[list[str] | None, typer.Option(help="Default role to give (repeatable), e.g. service_desk_agent.")] = None,
+    role: Annotated[list[str] | None,
+                    typer.Option(help="Default role to give (repeatable), e.g. service_desk_agent.")] = None,
     password: Annotated[str | None, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
                                                  help="Password (prompted when not given).")] = None,
 ) -> None:

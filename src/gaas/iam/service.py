@@ -85,7 +85,8 @@ def authenticate(db: Session, login: str, password: str, info: RequestInfo) -> L
         reason = "wrong password"
     success = reason == ""
     locked_until = db.execute(
-        text("SELECT gaas_iam.record_login(:uid, :login, :ok, :count, :reason, CAST(:ip AS inet), :ua, :rid, :max, :mins)"),
+        text("SELECT gaas_iam.record_login(:uid, :login, :ok, :count, :reason, CAST(:ip AS inet),"
+             " :ua, :rid, :max, :mins)"),
         {"uid": row["id"] if row else None, "login": login[:255], "ok": success, "count": count_failure,
          "reason": reason or None, "ip": info.ip_address, "ua": info.user_agent, "rid": info.request_id,
          "max": settings.login_max_failures, "mins": settings.lockout_minutes},
@@ -618,7 +619,8 @@ def _insert_token(db: Session, actor: Actor, *, user_id: uuid.UUID, user_domain:
     return new.text, token
 
 
-def create_token(db: Session, actor: Actor, data: TokenCreate, user_id: uuid.UUID | None = None) -> tuple[str, ApiToken]:
+def create_token(db: Session, actor: Actor, data: TokenCreate,
+                 user_id: uuid.UUID | None = None) -> tuple[str, ApiToken]:
     if actor.read_only:
         raise Forbidden("A read-only token cannot create tokens.")
     owner = get_user(db, actor, user_id or actor.user_id, include_deleted=False)
@@ -648,9 +650,8 @@ def revoke_token(db: Session, actor: Actor, token_id: uuid.UUID) -> ApiToken:
     if token is None:
         raise NotFound(f"No token {token_id}.")
     owner = db.get(User, token.user_id)
-    if token.user_id != actor.user_id:
-        if owner is None or not actor.can("token.manage", owner.domain):
-            raise NotFound(f"No token {token_id}.")
+    if token.user_id != actor.user_id and (owner is None or not actor.can("token.manage", owner.domain)):
+        raise NotFound(f"No token {token_id}.")
     if token.revoked_at is not None:
         raise Conflict("The token is already revoked.")
     token.audit_domain = owner.domain if owner else None
