@@ -60,7 +60,8 @@ def get_db(request: Request) -> Iterator[Session]:
     session: Session = factory()
     try:
         session.begin()
-        set_context(session, None)
+        # No context yet: set_config(..., true) never outlives a transaction, so a fresh one
+        # starts with none and RLS shows nothing until current_actor sets it.
         session.info["request"] = request_info(request)
         yield session
         session.commit()

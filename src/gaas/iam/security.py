@@ -69,7 +69,3 @@ def parse_token(text: str) -> tuple[str, str] | None:
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2] or len(parts[1]) > 32:
         return None
     return parts[1], parts[2]
-
-
-def secret_matches(secret: str, stored_hash: str) -> bool:
-    return hmac.compare_digest(hash_secret(secret), stored_hash)

@@ -108,8 +108,9 @@ def actor_from_token(db: Session, token_text: str, info: RequestInfo) -> Actor:
     if parsed is None:
         raise Unauthenticated("The bearer token is malformed.")
     key, secret = parsed
-    row = db.execute(text("SELECT * FROM gaas_iam.token_lookup(:key)"), {"key": key}).mappings().first()
-    if row is None or not security.secret_matches(secret, row["secret_hash"]):
+    row = db.execute(text("SELECT * FROM gaas_iam.token_actor(:key, :hash)"),
+                     {"key": key, "hash": security.hash_secret(secret)}).mappings().first()
+    if row is None:
         raise Unauthenticated("The bearer token is not valid.")
     if row["revoked"]:
         raise Unauthenticated("The bearer token was revoked.")
@@ -117,17 +118,21 @@ def actor_from_token(db: Session, token_text: str, info: RequestInfo) -> Actor:
         raise Unauthenticated("The bearer token has expired.")
     if not row["user_active"]:
         raise Unauthenticated("The account is not active.")
-    db.execute(text("SELECT gaas_iam.token_touch(:id)"), {"id": row["token_id"]})
-    return _build_actor(db, row["user_id"], row["email"], row["domain"], read_only=row["read_only"], info=info)
+    return _actor(row["user_id"], row["email"], row["domain"], row["grants"], read_only=row["read_only"], info=info)
 
 
 def _build_actor(db: Session, user_id: uuid.UUID, email: str, domain: str | None, *, read_only: bool,
                  info: RequestInfo) -> Actor:
     rows = db.execute(text("SELECT * FROM gaas_iam.actor_grants(:uid)"), {"uid": user_id}).mappings().all()
+    return _actor(user_id, email, domain, rows, read_only=read_only, info=info)
+
+
+def _actor(user_id: uuid.UUID, email: str, domain: str | None, grant_rows: list, *, read_only: bool,
+           info: RequestInfo) -> Actor:
     grants = tuple(
         Grant(permissions=frozenset(r["permissions"]), scope_type=r["scope_type"],
-              scope_domain=r["scope_domain"], scope_id=r["scope_id"])
-        for r in rows
+              scope_domain=r["scope_domain"], scope_id=uuid.UUID(str(r["scope_id"])) if r["scope_id"] else None)
+        for r in grant_rows
     )
     visible: frozenset[str] | None
     if domain is None:

@@ -378,27 +378,6 @@ BEGIN
 END
 $$""")
 
-    definer_function("gaas_iam.token_lookup(text)", """
-CREATE FUNCTION gaas_iam.token_lookup(p_key text)
-RETURNS TABLE (token_id uuid, user_id uuid, secret_hash text, read_only boolean, expires_at timestamptz,
-               revoked boolean, email text, domain text, user_active boolean)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT t.id, t.user_id, t.secret_hash, t.read_only, t.expires_at,
-           (t.revoked_at IS NOT NULL OR t.deleted_at IS NOT NULL),
-           u.email, u.domain,
-           (u.status = 'active' AND u.deleted_at IS NULL AND (u.locked_until IS NULL OR u.locked_until <= now()))
-    FROM gaas_iam.api_tokens t JOIN gaas_iam.users u ON u.id = t.user_id
-    WHERE t.key = p_key
-$$""")
-
-    definer_function("gaas_iam.token_touch(uuid)", """
-CREATE FUNCTION gaas_iam.token_touch(p_token_id uuid) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    -- At most one write a minute per token: last-used time without a write per request.
-    UPDATE gaas_iam.api_tokens SET last_used_at = now()
-    WHERE id = p_token_id AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
-$$""")
-
     definer_function("gaas_iam.actor_grants(uuid)", """
 CREATE FUNCTION gaas_iam.actor_grants(p_user_id uuid)
 RETURNS TABLE (permissions jsonb, scope_type text, scope_domain text, scope_id uuid)
@@ -409,6 +388,34 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     LEFT JOIN gaas_iam.domains d ON ur.scope_type = 'domain' AND d.id = ur.scope_id
     WHERE ur.user_id = p_user_id
       AND (r.domain IS NULL OR r.domain = coalesce(d.code, r.domain))
+$$""")
+
+    # One round trip per authenticated request: the secret's hash is compared in the database
+    # (it never leaves it), last-used time is kept, and the user's grants come along.
+    definer_function("gaas_iam.token_actor(text, text)", """
+CREATE FUNCTION gaas_iam.token_actor(p_key text, p_secret_hash text)
+RETURNS TABLE (token_id uuid, user_id uuid, read_only boolean, expires_at timestamptz, revoked boolean,
+               email text, domain text, user_active boolean, grants jsonb)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY
+    SELECT t.id, t.user_id, t.read_only, t.expires_at,
+           (t.revoked_at IS NOT NULL OR t.deleted_at IS NOT NULL),
+           u.email::text, u.domain::text,
+           (u.status = 'active' AND u.deleted_at IS NULL AND (u.locked_until IS NULL OR u.locked_until <= now())),
+           (SELECT coalesce(jsonb_agg(jsonb_build_object('permissions', g.permissions, 'scope_type', g.scope_type,
+                                                         'scope_domain', g.scope_domain, 'scope_id', g.scope_id)),
+                            '[]'::jsonb)
+            FROM gaas_iam.actor_grants(t.user_id) g)
+    FROM gaas_iam.api_tokens t JOIN gaas_iam.users u ON u.id = t.user_id
+    WHERE t.key = p_key AND t.secret_hash = p_secret_hash;
+    IF FOUND THEN
+        -- At most one write a minute per token: a last-used time without a write per request.
+        UPDATE gaas_iam.api_tokens SET last_used_at = now()
+        WHERE key = p_key AND revoked_at IS NULL
+          AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute');
+    END IF;
+END
 $$""")
 
 
