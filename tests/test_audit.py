@@ -102,3 +102,53 @@ def test_partitions_are_kept_ahead_and_catch_everything(database):
     assert created >= 8
     assert database.owner_rows(f"SELECT count(*) AS n {where}")[0]["n"] == 0
     assert database.owner_rows("SELECT count(*) AS n FROM gaas_audit.audit_log WHERE action = 'far'")[0]["n"] == 1
+
+
+def test_every_remaining_write_path_is_audited(client, database, world: World):
+    """Profile edits, own password change, unlock, token revoke and logout: one row each."""
+    domain = world.domain()
+    admin = world.user(domain, "domain_admin")
+    person = world.user(domain)
+
+    def one_row(response, action: str, entity_type: str) -> dict:
+        assert response.status_code < 300, response.text
+        rows = audit_rows(database, response.headers["x-request-id"])
+        assert [(r["action"], r["entity_type"]) for r in rows] == [(action, entity_type)]
+        return rows[0]
+
+    me = client.get("/api/v1/me", headers=person.headers).json()
+    row = one_row(client.patch("/api/v1/me", json={"phone": "+254 700 000", "version": me["version"]},
+                               headers=person.headers), "update", "user")
+    assert row["changes"] == {"before": {"phone": None}, "after": {"phone": "+254 700 000"}}
+
+    row = one_row(client.post("/api/v1/me/password", json={"current_password": "correct horse battery",
+                                                           "new_password": "a different password"},
+                              headers=person.headers), "update", "user")
+    assert row["changes"]["after"]["password_hash"] == "[redacted]"
+    assert set(row["changes"]["after"]) == {"password_hash", "password_updated_at"}
+
+    for _ in range(5):
+        client.post("/api/v1/auth/token", data={"username": person.email, "password": "wrong password!"})
+    row = one_row(client.post(f"/api/v1/users/{person.id}/unlock", headers=admin.headers), "update", "user")
+    assert row["changes"]["before"]["failed_login_attempts"] == 5
+    assert row["changes"]["after"] == {"failed_login_attempts": 0, "locked_until": None}
+
+    token = client.post("/api/v1/tokens", json={"name": "script"}, headers=person.headers).json()
+    row = one_row(client.delete(f"/api/v1/tokens/{token['id']}", headers=person.headers), "delete", "api_token")
+    assert row["changes"]["before"] == {"deleted_at": None, "revoked_at": None}
+    assert row["domain"] == domain
+
+    session = client.post("/api/v1/auth/token", data={"username": person.email,
+                                                      "password": "a different password"}).json()["access_token"]
+    row = one_row(client.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {session}"}),
+                  "update", "api_token")
+    assert row["changes"]["before"] == {"revoked_at": None}
+    assert row["domain"] == domain
+
+
+def test_reads_write_no_audit_rows(client, database, world: World):
+    person = world.user(world.domain(), "auditor")
+    for path in ("/api/v1/me", "/api/v1/users", "/api/v1/roles", "/api/v1/domains", "/api/v1/audit-log"):
+        response = client.get(path, headers=person.headers)
+        assert response.status_code == 200
+        assert audit_rows(database, response.headers["x-request-id"]) == []

@@ -1,3 +1,5 @@
+from fastapi.testclient import TestClient
+
 from tests.support import assert_problem
 
 
@@ -14,3 +16,27 @@ def test_unauthenticated_is_a_problem(client):
     assert response.headers["www-authenticate"] == "Bearer"
     assert body["instance"] == "/api/v1/users"
     assert response.headers["x-request-id"]
+
+
+def test_openapi_describes_the_identity_api(client):
+    spec = client.get("/api/openapi.json").json()
+    for path in ("/api/v1/auth/token", "/api/v1/me", "/api/v1/domains", "/api/v1/users", "/api/v1/roles",
+                 "/api/v1/users/{user_id}/roles", "/api/v1/tokens", "/api/v1/audit-log",
+                 "/api/v1/{resource}/{record_id}/history", "/api/health", "/api/ready"):
+        assert path in spec["paths"], path
+    assert client.get("/api/docs").status_code == 200
+
+
+def test_ready_is_503_when_the_schema_is_behind(client, database):
+    with database.owner_engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE public.alembic_version SET version_num = '0000_older'")
+    try:
+        # A plain client: this 503 is the behaviour under test, not a server error.
+        response = TestClient(client.app).get("/api/ready")
+        body = assert_problem(response, 503)
+        assert "0000_older" in body["detail"]
+        assert response.headers["retry-after"]
+    finally:
+        with database.owner_engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE public.alembic_version SET version_num = '0001_foundation'")
+    assert client.get("/api/ready").status_code == 200

