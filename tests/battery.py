@@ -206,5 +206,6 @@ class ResourceBattery:
         client.delete(f"{self.path}/{record['id']}", headers=me.headers)
         history = client.get(f"/api/v1/{self.history_resource}/{record['id']}/history", headers=me.headers)
         assert history.status_code == 200
-        assert [h["action"] for h in history.json()] == ["create", "update", "delete"]
-        assert all(h["user_id"] == str(me.id) for h in history.json())
+        items = history.json()["items"]
+        assert [h["action"] for h in items] == ["create", "update", "delete"]
+        assert all(h["user_id"] == str(me.id) for h in items)

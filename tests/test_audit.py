@@ -73,7 +73,7 @@ def test_history_of_a_user_includes_logins_and_role_changes(client, world: World
     admin = world.user(domain, "domain_admin")
     person = world.user(domain)
     client.post("/api/v1/auth/token", data={"username": person.email, "password": "wrong password!"})
-    history = client.get(f"/api/v1/users/{person.id}/history", headers=admin.headers).json()
+    history = client.get(f"/api/v1/users/{person.id}/history", headers=admin.headers).json()["items"]
     actions = [h["action"] for h in history]
     assert actions[0] == "create"
     assert "login_failed" in actions
@@ -98,7 +98,7 @@ def test_partitions_are_kept_ahead_and_catch_everything(database):
     where = "FROM gaas_audit.audit_log_default WHERE action = 'far'"
     assert database.owner_rows(f"SELECT count(*) AS n {where}")[0]["n"] == 1
     with database.owner_engine.begin() as conn:
-        created = conn.exec_driver_sql("SELECT gaas_audit.ensure_partitions(21)").scalar()
+        created = conn.exec_driver_sql("SELECT gaas_audit.ensure_audit_log_partitions(1, 21)").scalar()
     assert created >= 8
     assert database.owner_rows(f"SELECT count(*) AS n {where}")[0]["n"] == 0
     assert database.owner_rows("SELECT count(*) AS n FROM gaas_audit.audit_log WHERE action = 'far'")[0]["n"] == 1

@@ -50,8 +50,8 @@ def test_failed_logins_lock_the_account_for_a_while(client, database, world: Wor
     request_id = rid()
     assert_problem(login(client, person.email, PASSWORD, request_id), 401)
     assert audit_rows(database, request_id)[0]["changes"]["reason"] == "account locked"
-    # Bearer tokens of a locked account stop working too.
-    assert_problem(client.get("/api/v1/me", headers=person.headers), 401)
+    # A lockout guards password logins only: it must not let a guesser switch off API tokens.
+    assert client.get("/api/v1/me", headers=person.headers).status_code == 200
 
     # Fifteen minutes later (moved back in the database: the clock is PostgreSQL's) it opens again.
     with database.owner_engine.begin() as conn:
@@ -82,9 +82,14 @@ def test_admin_unlock_and_reset_password(client, database, world: World):
                         headers={**admin.headers, "X-Request-ID": request_id})
     assert reset.status_code == 200
     rows = audit_rows(database, request_id)
-    assert [r["action"] for r in rows] == ["update"]
+    # The password changes, and the login session opened above is ended with it.
+    assert [(r["action"], r["entity_type"]) for r in rows] == [("update", "user"), ("update", "api_token")]
+    assert rows[0]["changes"]["before"]["password_hash"] == "[redacted]"
     assert rows[0]["changes"]["after"]["password_hash"] == "[redacted]"
-    assert "a brand new password" not in str(rows[0]["changes"])
+    assert rows[1]["changes"] == {"before": {"revoked_at": None},
+                                  "after": {"revoked_at": rows[1]["changes"]["after"]["revoked_at"]}}
+    assert rows[1]["changes"]["after"]["revoked_at"] is not None
+    assert "a brand new password" not in str(rows)
     assert_problem(login(client, person.email, PASSWORD), 401)
     assert login(client, person.email, "a brand new password").status_code == 200
 

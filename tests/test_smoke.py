@@ -1,5 +1,6 @@
 from fastapi.testclient import TestClient
 
+from gaas.core import bootstrap
 from tests.support import assert_problem
 
 
@@ -7,7 +8,7 @@ def test_health_and_ready(client):
     assert client.get("/api/health").json()["status"] == "ok"
     ready = client.get("/api/ready")
     assert ready.status_code == 200
-    assert ready.json()["revision"] == "0001_foundation"
+    assert ready.json()["revision"] == bootstrap.head_revision()
 
 
 def test_unauthenticated_is_a_problem(client):
@@ -38,5 +39,5 @@ def test_ready_is_503_when_the_schema_is_behind(client, database):
         assert response.headers["retry-after"]
     finally:
         with database.owner_engine.begin() as conn:
-            conn.exec_driver_sql("UPDATE public.alembic_version SET version_num = '0001_foundation'")
+            conn.exec_driver_sql("UPDATE public.alembic_version SET version_num = %s", (bootstrap.head_revision(),))
     assert client.get("/api/ready").status_code == 200

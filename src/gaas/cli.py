@@ -5,6 +5,7 @@ With no GAAS_DATABASE_URL every command uses the embedded PostgreSQL in GAAS_DAT
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import uuid
@@ -43,6 +44,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     migrate: Annotated[bool, typer.Option(help="Run `db upgrade` first (always on the embedded database).")] = False,
+    demo: Annotated[bool, typer.Option(help="Load the demo portfolio first (once; see `gaas demo-data`).")] = False,
 ) -> None:
     """Start the HTTP API and web UI.
 
@@ -53,12 +55,20 @@ def serve(
     import uvicorn
 
     from gaas.core import bootstrap
+    from gaas.core.db import app_engine
     from gaas.core.settings import get_settings
 
     settings = get_settings()
-    if migrate or settings.uses_embedded_database:
-        console.print("Migrating the database…")
-        bootstrap.upgrade_database()
+    try:
+        if migrate or settings.uses_embedded_database:
+            console.print("Migrating the database…")
+            bootstrap.upgrade_database()
+        bootstrap.check_app_role(app_engine())
+    except bootstrap.SetupError as exc:
+        raise _fail(str(exc)) from exc
+    if not settings.uses_embedded_database and not (settings.secret_key and settings.app_database_url):
+        err.print("[yellow]warning:[/yellow] GAAS_SECRET_KEY and GAAS_APP_DATABASE_URL are not set: this host "
+                  f"keeps its own in {settings.data_dir}. Set both when several hosts serve one database.")
     bootstrap.ensure_audit_partitions()
     admin = bootstrap.ensure_admin()
     if admin.created and admin.password:
@@ -66,6 +76,8 @@ def serve(
         console.print("It is shown only this once; change it after logging in.")
     elif admin.created:
         console.print("Created platform administrator 'admin' (password from GAAS_ADMIN_PASSWORD).")
+    if demo:
+        demo_data(scale=1, seed=2026, password=os.environ.get("GAAS_DEMO_PASSWORD", "gaas-demo-password"))
     console.print(f"GaaS {__version__} on http://{host}:{port}  (API docs: http://{host}:{port}/api/docs)")
     from gaas.core.app import create_app
 
@@ -73,6 +85,27 @@ def serve(
     # exit handlers run (they stop the embedded PostgreSQL).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(create_app(), host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@app.command("demo-data")
+def demo_data(
+    scale: Annotated[int, typer.Option(min=1, max=50, help="Business services per domain, in pairs.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same portfolio.")] = 2026,
+    password: Annotated[str, typer.Option(envvar="GAAS_DEMO_PASSWORD", help="Password of every demo user.")]
+    = "gaas-demo-password",  # noqa: S107 - demo users' password is meant to be known
+) -> None:
+    """Load a demo government portfolio: healthcare, education and justice, with users for every
+    role (e.g. healthcare.service_owner), services four levels deep, stakeholders and twelve
+    months of cost entries. Does nothing if the demo domains exist already."""
+    from gaas import demo
+
+    with console.status("Loading demo data…"):
+        counts = demo.load_demo(seed=seed, scale=scale, password=password)
+    if not counts["domains"]:
+        console.print("Demo data is already loaded.")
+        return
+    console.print("Loaded " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()) + ".")
+    console.print(f"Demo users log in as <domain>.<role> (e.g. healthcare.service_owner) with password {password!r}.")
 
 
 @db_app.command("upgrade")
@@ -83,7 +116,10 @@ def db_upgrade() -> None:
     """
     from gaas.core import bootstrap
 
-    bootstrap.upgrade_database()
+    try:
+        bootstrap.upgrade_database()
+    except bootstrap.SetupError as exc:
+        raise _fail(str(exc)) from exc
     console.print(f"Database at revision {bootstrap.head_revision()}.")
 
 
@@ -132,15 +168,21 @@ def user_reset_password(
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
 ) -> None:
     """Set a user's password and clear any lockout."""
+    from pydantic import ValidationError
+
     from gaas.core.db import unit_of_work
     from gaas.core.errors import Problem
     from gaas.iam import service as iam
+    from gaas.iam.schemas import PasswordReset
 
     actor = iam.system_actor()
     try:
+        checked = PasswordReset(new_password=password).new_password
         with unit_of_work(actor) as db:
             user = _find_user(db, actor, login)
-            iam.reset_password(db, actor, user.id, password)
+            iam.reset_password(db, actor, user.id, checked)
+    except ValidationError as exc:
+        raise _fail("password: " + exc.errors()[0]["msg"]) from exc
     except Problem as exc:
         raise _fail(exc.detail) from exc
     console.print(f"Password of {user.email} reset.")

@@ -83,9 +83,12 @@ def _changed_fields(obj: AuditedMixin) -> tuple[dict[str, Any], dict[str, Any]]:
         new = history.added[0] if history.added else None
         if old == new:
             continue
-        redact = key in obj.__audit_redact__
-        before[key] = REDACTED if redact and old is not None else old
-        after[key] = REDACTED if redact and new is not None else new
+        if key in obj.__audit_redact__:
+            # Secrets are never loaded, so "before" is unknown rather than empty: say only that it changed.
+            before[key] = REDACTED
+            after[key] = REDACTED if new is not None else None
+        else:
+            before[key], after[key] = old, new
     return before, after
 
 
@@ -143,7 +146,21 @@ def _write_audit_rows(session: Session, flush_context: Any) -> None:
 
 def require_audit_view(actor: Actor) -> None:
     if not actor.can_anywhere("audit.view"):
-        raise Forbidden("Reading the audit log needs the 'audit.view' permission.")
+        raise Forbidden("Reading the audit log needs the 'audit.view' permission.", permission="audit.view")
+
+
+def audit_scope(actor: Actor) -> Any:
+    """SQL filter: the audit rows of the domains where the actor holds audit.view; platform-level
+    rows (no domain) only for a global holder of it. Row-level security narrows it further."""
+    domains = actor.domains_with("audit.view")
+    if domains is None:
+        return None if actor.is_global else AuditLog.domain.isnot(None)
+    return AuditLog.domain.in_(sorted(domains))
+
+
+def may_see_details(actor: Actor, domain: str | None) -> bool:
+    """Addresses and user agents are for auditors of the row's domain."""
+    return actor.can("audit.view", domain)
 
 
 def audit_query(*, entity_type: str | None = None, entity_id: uuid.UUID | None = None,
@@ -164,6 +181,3 @@ def audit_query(*, entity_type: str | None = None, entity_id: uuid.UUID | None =
     return stmt
 
 
-def history(session: Session, entity_type: str, entity_id: uuid.UUID) -> list[AuditLog]:
-    stmt = audit_query(entity_type=entity_type, entity_id=entity_id).order_by(AuditLog.timestamp, AuditLog.id)
-    return list(session.scalars(stmt))

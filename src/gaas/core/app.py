@@ -18,6 +18,9 @@ OPENAPI_TAGS = [
     {"name": "users", "description": "Users and their roles"},
     {"name": "roles", "description": "Roles and the permission catalogue"},
     {"name": "tokens", "description": "API tokens"},
+    {"name": "services", "description": "The service portfolio: hierarchy, relationships, stakeholders"},
+    {"name": "costs", "description": "Cost entries"},
+    {"name": "reports", "description": "PPT balance and cost reports"},
     {"name": "audit", "description": "Audit log and record history"},
 ]
 
@@ -37,6 +40,8 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
 
     from gaas.audit.api import router as audit_router
+    from gaas.catalog.api import router as catalog_router
+    from gaas.costs.api import router as costs_router
     from gaas.iam.api import router as iam_router
 
     @app.get("/api/health", tags=["operations"], summary="The process is up")
@@ -63,5 +68,7 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
         return JSONResponse({"status": "ready", "revision": current})
 
     app.include_router(iam_router)
+    app.include_router(catalog_router)
+    app.include_router(costs_router)
     app.include_router(audit_router)  # last: its /{resource}/{id}/history route is generic
     return app

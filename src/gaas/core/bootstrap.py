@@ -60,9 +60,43 @@ def ensure_app_role(owner_url: URL, settings: Settings) -> None:
         engine.dispose()
 
 
+class SetupError(RuntimeError):
+    """The database roles are not what the platform's security model needs."""
+
+
+def check_owner_role(owner_url: URL) -> None:
+    """Tables force row-level security and a few SECURITY DEFINER functions (login, token
+    lookup) run as the owner: it must be a superuser or hold BYPASSRLS, or nobody could log in."""
+    engine = create_engine(owner_url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT rolname, rolsuper, rolbypassrls FROM pg_roles "
+                                    "WHERE rolname = current_user")).one()
+    finally:
+        engine.dispose()
+    if not (row.rolsuper or row.rolbypassrls):
+        raise SetupError(f"The owner role '{row.rolname}' (GAAS_DATABASE_URL) must be a superuser or have "
+                         "BYPASSRLS: ALTER ROLE ... BYPASSRLS, run as a superuser.")
+
+
+def check_app_role(engine: Engine) -> None:
+    """Refuse to serve as a role that row-level security would not bind."""
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT r.rolname, r.rolsuper, r.rolbypassrls,"
+            " (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            "   WHERE c.relowner = r.oid AND n.nspname LIKE 'gaas\\_%') AS owned"
+            " FROM pg_roles r WHERE r.rolname = current_user")).one()
+    if row.rolsuper or row.rolbypassrls or row.owned:
+        raise SetupError(f"GAAS_APP_DATABASE_URL connects as '{row.rolname}', which is a superuser, bypasses "
+                         "row-level security or owns tables: domain isolation would not hold. Use the "
+                         "application role that `gaas db upgrade` creates.")
+
+
 def upgrade_database(owner_url: URL | None = None, settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     owner_url = owner_url or settings.owner_url()
+    check_owner_role(owner_url)
     ensure_app_role(owner_url, settings)
     command.upgrade(alembic_config(owner_url), "head")
     _grant_version_table(owner_url, settings.app_role)
@@ -119,5 +153,5 @@ def ensure_audit_partitions(settings: Settings | None = None) -> int:
 
     settings = settings or get_settings()
     with unit_of_work(iam.system_actor()) as db:
-        return int(db.execute(text("SELECT gaas_audit.ensure_partitions(:n)"),
+        return int(db.execute(text("SELECT gaas_audit.ensure_audit_log_partitions(1, :n)"),
                               {"n": settings.audit_partitions_ahead}).scalar_one())

@@ -6,6 +6,7 @@ import logging
 import re
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -215,6 +216,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     async def _db_error(request: Request, exc: DBAPIError) -> JSONResponse:
         sqlstate = getattr(exc.orig, "sqlstate", "") or ""
+        if not sqlstate and isinstance(exc.orig, psycopg.DataError):
+            # Refused by the driver before reaching the server, e.g. a NUL character in a string.
+            return problem_response(request, 422, "invalid-characters", "The request is not valid",
+                                    f"A value cannot be stored: {exc.orig}",
+                                    errors=[{"field": "body", "message": str(exc.orig), "type": "invalid_characters"}])
         if sqlstate == "42501":  # insufficient_privilege: RLS WITH CHECK or a missing grant
             log.warning("database refused a write: %s", exc.orig)
             return problem_response(request, 403, Forbidden.slug, Forbidden.title,
@@ -225,11 +231,5 @@ def install_problem_handlers(app: FastAPI) -> None:
                                     errors=[{"field": getattr(exc.orig.diag, "column_name", None) or "body",
                                              "message": exc.orig.diag.message_primary, "type": "constraint"}])
         log.exception("database error", exc_info=exc)
-        return problem_response(request, 500, "internal-error", "Internal error",
-                                "The request could not be completed; it was not applied.")
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
         return problem_response(request, 500, "internal-error", "Internal error",
                                 "The request could not be completed; it was not applied.")

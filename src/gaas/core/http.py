@@ -3,6 +3,8 @@ user, versions/ETags and list parameters."""
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import uuid
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from gaas.core.db import set_context
 from gaas.core.errors import Unauthenticated, ValidationProblem
 from gaas.core.settings import get_settings
 
+log = logging.getLogger("gaas.http")
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -35,14 +38,31 @@ class RequestIdMiddleware:
         request_id = incoming if _REQUEST_ID_OK.match(incoming) else str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Last line of defence: an unexpected error still answers problem+json, with the
+            # request id to quote, and never a stack trace. It is logged with that id.
+            log.exception("unhandled error in request %s", request_id)
+            if started:
+                raise
+            body = json.dumps({"type": "/api/problems/internal-error", "title": "Internal error", "status": 500,
+                               "detail": "The request could not be completed; it was not applied.",
+                               "instance": scope.get("path", ""), "request_id": request_id}).encode()
+            await send_with_id({"type": "http.response.start", "status": 500, "headers": [
+                (b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]})
+            await send_with_id({"type": "http.response.body", "body": body})
 
 
 def request_info(request: Request) -> RequestInfo:

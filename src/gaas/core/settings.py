@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 10
     audit_partitions_ahead: int = 12
+    # The currency of services' allocated (annual PPT) costs; cost entries carry their own.
+    allocation_currency: str = "USD"
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)

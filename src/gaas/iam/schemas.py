@@ -16,7 +16,11 @@ USERNAME = r"^[a-z0-9][a-z0-9._-]{1,99}$"
 
 
 class Strict(BaseModel):
-    """Request bodies: unknown fields are an error, not silently dropped."""
+    """Request bodies: unknown fields are an error, not silently dropped.
+
+    In PATCH bodies, `field: T = None` (without `| None`) means "may be omitted, never null":
+    pydantic does not validate the default, but rejects an explicit null with the field's name.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -37,7 +41,7 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 DomainCode = Annotated[str, StringConstraints(pattern=DOMAIN_CODE, max_length=100)]
 Username = Annotated[str, StringConstraints(pattern=USERNAME, max_length=100, to_lower=True)]
 # bcrypt reads at most 72 bytes; the service also checks the UTF-8 length.
-Password = Annotated[str, StringConstraints(min_length=12, max_length=72)]
+Password = Annotated[str, StringConstraints(min_length=12, max_length=72, strip_whitespace=False)]
 TimeZone = Annotated[str, StringConstraints(max_length=50), AfterValidator(_timezone)]
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", max_length=10)]
 Phone = Annotated[str, StringConstraints(pattern=r"^[0-9+() .-]{3,50}$", max_length=50)]
@@ -54,9 +58,9 @@ class DomainCreate(Strict):
 
 
 class DomainUpdate(Strict):
-    name: Name | None = None
+    name: Name = None  # may be omitted, never null
     description: str | None = Field(default=None, max_length=5000)
-    active: bool | None = None
+    active: bool = None  # may be omitted, never null
     version: int | None = Field(default=None, ge=1)
 
 
@@ -87,26 +91,26 @@ class UserCreate(Strict):
 
 
 class UserUpdate(Strict):
-    email: Email | None = None
+    email: Email = None  # may be omitted, never null
     username: Username | None = None
-    name: Name | None = None
-    status: UserStatus | None = None
+    name: Name = None  # may be omitted, never null
+    status: UserStatus = None  # may be omitted, never null
     phone: Phone | None = None
-    language: Language | None = None
-    timezone: TimeZone | None = None
+    language: Language = None  # may be omitted, never null
+    timezone: TimeZone = None  # may be omitted, never null
     version: int | None = Field(default=None, ge=1)
 
 
 class MeUpdate(Strict):
-    name: Name | None = None
+    name: Name = None  # may be omitted, never null
     phone: Phone | None = None
-    language: Language | None = None
-    timezone: TimeZone | None = None
+    language: Language = None  # may be omitted, never null
+    timezone: TimeZone = None  # may be omitted, never null
     version: int | None = Field(default=None, ge=1)
 
 
 class PasswordChange(Strict):
-    current_password: str = Field(max_length=128)
+    current_password: Annotated[str, StringConstraints(max_length=128, strip_whitespace=False)]
     new_password: Password
 
 
@@ -148,7 +152,7 @@ class RoleCreate(Strict):
 
 class RoleUpdate(Strict):
     description: str | None = Field(default=None, max_length=5000)
-    permissions: list[Permission] | None = Field(default=None, max_length=500)
+    permissions: list[Permission] = Field(default=None, max_length=500)
     version: int | None = Field(default=None, ge=1)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, text
+from sqlalchemy import Select, delete, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from gaas.audit import service as audit
@@ -84,15 +84,16 @@ def authenticate(db: Session, login: str, password: str, info: RequestInfo) -> L
     elif not security.verify_password(password, row["password_hash"]):
         reason = "wrong password"
     success = reason == ""
-    locked_until = db.execute(
-        text("SELECT gaas_iam.record_login(:uid, :login, :ok, :count, :reason, CAST(:ip AS inet),"
+    verdict = db.execute(
+        text("SELECT * FROM gaas_iam.record_login(:uid, :login, :ok, :count, :reason, CAST(:ip AS inet),"
              " :ua, :rid, :max, :mins)"),
         {"uid": row["id"] if row else None, "login": login[:255], "ok": success, "count": count_failure,
          "reason": reason or None, "ip": info.ip_address, "ua": info.user_agent, "rid": info.request_id,
          "max": settings.login_max_failures, "mins": settings.lockout_minutes},
-    ).scalar_one()
-    if not success:
-        return LoginResult(ok=False, reason=reason, locked_until=locked_until)
+    ).mappings().one()
+    # The database has the last word: it re-checks the lock under a row lock.
+    if not verdict["ok"]:
+        return LoginResult(ok=False, reason=reason or "account locked", locked_until=verdict["locked_until"])
     expires = now + timedelta(hours=settings.session_token_hours)
     actor = _build_actor(db, row["id"], row["email"], row["domain"], read_only=False, info=info)
     from gaas.core.db import set_context
@@ -144,6 +145,9 @@ def _actor(user_id: uuid.UUID, email: str, domain: str | None, grant_rows: list,
 
 
 def revoke_current_session(db: Session, actor: Actor, token_text: str) -> None:
+    if actor.read_only:
+        raise Forbidden("A read-only token cannot change anything, not even itself; let it expire or revoke it "
+                        "with a read-write token.")
     parsed = security.parse_token(token_text)
     if parsed is None:
         return
@@ -285,15 +289,10 @@ def get_user(db: Session, actor: Actor, user_id: uuid.UUID, *, include_deleted: 
 
 
 def user_allowed_in_domain(db: Session, user_id: uuid.UUID, domain: str) -> bool:
-    """For other modules: an existing, active user whose home or granted domains include `domain`."""
-    user = db.get(User, user_id)
-    if user is None or user.deleted_at is not None or user.status != UserStatus.active:
-        return False
-    if user.domain is None or user.domain == domain:
-        return True
-    granted = db.execute(text("SELECT 1 FROM gaas_iam.actor_grants(:uid) WHERE scope_domain = :d"),
-                         {"uid": user_id, "d": domain}).first()
-    return granted is not None
+    """For other modules: an existing, active user whose home or granted domains include `domain`
+    (answered by a definer function: the user may be outside the caller's own domains)."""
+    return bool(db.scalar(text("SELECT gaas_iam.user_allowed_in_domain(:uid, :domain)"),
+                          {"uid": user_id, "domain": domain}))
 
 
 def create_user(db: Session, actor: Actor, data: UserCreate) -> User:
@@ -311,9 +310,28 @@ def create_user(db: Session, actor: Actor, data: UserCreate) -> User:
     return user
 
 
+def require_authority_over(db: Session, actor: Actor, user: User, permission: str) -> None:
+    """Acting on another user's account (password, tokens, status) is acting with all of their
+    rights: the actor must hold `permission` in the user's domain *and* every permission the
+    user holds, in each scope they hold it. Otherwise a domain administrator could take over a
+    user who also has rights elsewhere."""
+    require(actor, permission, user.domain)
+    if user.id == actor.user_id:
+        return
+    rows = db.execute(text("SELECT * FROM gaas_iam.actor_grants(:uid)"), {"uid": user.id}).mappings().all()
+    for row in rows:
+        if row["scope_type"] == "global" and not actor.is_global:
+            raise Forbidden("This user holds roles across the platform; only a global administrator may do this.")
+        domain = row["scope_domain"] if row["scope_type"] == "domain" else user.domain
+        missing = [p for p in row["permissions"] if not actor.can(p, domain)]
+        if missing:
+            raise Forbidden(f"This user holds rights you do not have ({', '.join(sorted(missing)[:5])}"
+                            f"{'…' if len(missing) > 5 else ''}); ask an administrator who has them.")
+
+
 def update_user(db: Session, actor: Actor, user_id: uuid.UUID, data: UserUpdate, if_match: int | None) -> User:
     user = get_user(db, actor, user_id, include_deleted=False)
-    require(actor, "user.edit", user.domain)
+    require_authority_over(db, actor, user, "user.edit")
     changes = data.model_dump(exclude_unset=True, exclude={"version"})
     if "email" in changes:
         changes["email"] = changes["email"].lower()
@@ -342,14 +360,14 @@ def change_own_password(db: Session, actor: Actor, current_password: str, new_pa
     if row is None or not security.verify_password(current_password, row[0]):
         raise ValidationProblem.field("current_password", "does not match", "wrong_password")
     user = get_user(db, actor, actor.user_id, include_deleted=False)
-    _set_password(user, actor, new_password)
+    _set_password(db, user, actor, new_password)
     db.flush()
 
 
 def reset_password(db: Session, actor: Actor, user_id: uuid.UUID, new_password: str) -> User:
     user = get_user(db, actor, user_id, include_deleted=False)
-    require(actor, "user.reset_password", user.domain)
-    _set_password(user, actor, new_password)
+    require_authority_over(db, actor, user, "user.reset_password")
+    _set_password(db, user, actor, new_password)
     # A reset also clears a lockout: that is usually why it was asked for.
     user.failed_login_attempts = 0
     user.locked_until = None
@@ -357,15 +375,24 @@ def reset_password(db: Session, actor: Actor, user_id: uuid.UUID, new_password: 
     return user
 
 
-def _set_password(user: User, actor: Actor, password: str) -> None:
+def _set_password(db: Session, user: User, actor: Actor, password: str) -> None:
+    """Set a password and end every login session of the user: whoever knew the old password
+    must not stay logged in. (API tokens are separate credentials and stay.)"""
     user.password_hash = security.hash_password(password)
     user.password_updated_at = datetime.now(UTC)
     user.updated_by = actor.user_id
+    sessions = db.scalars(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.kind == "session",
+                                                 ApiToken.revoked_at.is_(None))).all()
+    now = datetime.now(UTC)
+    for token in sessions:
+        token.audit_domain = user.domain
+        token.revoked_at = now
+        token.updated_by = actor.user_id
 
 
 def unlock_user(db: Session, actor: Actor, user_id: uuid.UUID) -> User:
     user = get_user(db, actor, user_id, include_deleted=False)
-    require(actor, "user.edit", user.domain)
+    require_authority_over(db, actor, user, "user.edit")
     user.failed_login_attempts = 0
     user.locked_until = None
     if user.status == UserStatus.locked:
@@ -377,7 +404,7 @@ def unlock_user(db: Session, actor: Actor, user_id: uuid.UUID) -> User:
 
 def delete_user(db: Session, actor: Actor, user_id: uuid.UUID, if_match: int | None) -> User:
     user = get_user(db, actor, user_id)
-    require(actor, "user.delete", user.domain)
+    require_authority_over(db, actor, user, "user.delete")
     if user.id == actor.user_id:
         raise Conflict("You cannot delete your own account.")
     soft_delete(user, actor, header_version=if_match)
@@ -544,14 +571,24 @@ def _scope_domain(db: Session, actor: Actor, data: UserRoleCreate, role: Role) -
     if data.scope_type == "global":
         if data.scope_id is not None:
             raise ValidationProblem.field("scope_id", "must be empty for a global scope")
+        if role.domain is not None:
+            raise ValidationProblem.field("scope_type", f"role '{role.name}' belongs to domain '{role.domain}': "
+                                          "give it with a domain scope", "domain_role")
         if not actor.is_global:
             raise Forbidden("Only global administrators give roles with a global scope; use a domain scope.")
         return role.domain
     if data.scope_id is None:
         raise ValidationProblem.field("scope_id", f"is required for a {data.scope_type} scope", "missing")
     if data.scope_type == "service":
-        raise ValidationProblem.field("scope_type", "service scopes need the service catalogue, "
-                                      "which this installation does not have yet", "unsupported")
+        # A service scope covers the service and its sub-tree, inside a domain the user already sees.
+        from gaas.catalog import service as catalog  # the catalog depends on iam, not the reverse
+
+        service = catalog.service_exists(db, actor, data.scope_id)
+        if service is None:
+            raise ValidationProblem.field("scope_id", "no service with this id that you can see", "unknown_service")
+        if role.domain is not None and role.domain != service.domain:
+            raise ValidationProblem.field("scope_id", f"role '{role.name}' belongs to domain '{role.domain}'")
+        return service.domain
     domain = db.get(Domain, data.scope_id)
     if domain is None or domain.deleted_at is not None:
         raise ValidationProblem.field("scope_id", "no domain with this id that you can see", "unknown_domain")
@@ -599,10 +636,14 @@ def unassign_role(db: Session, actor: Actor, user_id: uuid.UUID, assignment_id: 
     require(actor, "role.assign", scope_domain if ur.scope_type == "domain" else (role.domain if role else None))
     if ur.scope_type == "global" and not actor.is_global:
         raise Forbidden("Only global administrators remove roles with a global scope.")
+    if not actor.sees(user.domain):
+        raise Forbidden("You cannot change the roles of a user outside your domains.")
     if user.id == actor.user_id and role is not None and "role.assign" in role.permissions:
         raise Conflict("You cannot remove your own role-administration role; ask another administrator.")
-    db.delete(ur)
-    db.flush()
+    removed = db.execute(delete(UserRole).where(UserRole.id == ur.id)).rowcount
+    if removed != 1:  # row-level security refused it: never report a removal that did not happen
+        raise Forbidden("The database refused to remove this assignment for you.")
+    db.expunge(ur)
     audit.record(db, action="unassign_role", entity_type="user", entity_id=user_id, domain=user.domain,
                  changes={"before": {"role": role.name if role else None, "role_id": ur.role_id,
                                      "scope_type": ur.scope_type, "scope_id": ur.scope_id,
@@ -630,7 +671,7 @@ def create_token(db: Session, actor: Actor, data: TokenCreate,
         raise Forbidden("A read-only token cannot create tokens.")
     owner = get_user(db, actor, user_id or actor.user_id, include_deleted=False)
     if owner.id != actor.user_id:
-        require(actor, "token.manage", owner.domain)
+        require_authority_over(db, actor, owner, "token.manage")
     expires = datetime.now(UTC) + timedelta(days=data.expires_in_days) if data.expires_in_days else None
     return _insert_token(db, actor, user_id=owner.id, user_domain=owner.domain, name=data.name, kind="api",
                          read_only=data.read_only, expires_at=expires)
@@ -651,6 +692,8 @@ def list_tokens(db: Session, actor: Actor, *, user_id: uuid.UUID | None, kind: s
 
 
 def revoke_token(db: Session, actor: Actor, token_id: uuid.UUID) -> ApiToken:
+    if actor.read_only:
+        raise Forbidden("A read-only token cannot revoke tokens.")
     token = db.get(ApiToken, token_id)
     if token is None:
         raise NotFound(f"No token {token_id}.")

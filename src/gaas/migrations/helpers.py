@@ -82,3 +82,49 @@ def definer_function(signature: str, body: str) -> None:
     op.execute(body)
     op.execute(f"REVOKE ALL ON FUNCTION {signature} FROM PUBLIC")
     op.execute(f"GRANT EXECUTE ON FUNCTION {signature} TO {q(app_role())}")
+
+
+def number_sequence(schema: str, name: str) -> None:
+    """A sequence for human numbers (SRV0000001): unique, never reused, gap-tolerant."""
+    op.execute(f"CREATE SEQUENCE {schema}.{name}")
+    op.execute(f"GRANT USAGE ON SEQUENCE {schema}.{name} TO {q(app_role())}")
+
+
+def number_default(schema: str, sequence: str, prefix: str) -> str:
+    return f"'{prefix}' || lpad(nextval('{schema}.{sequence}')::text, 7, '0')"
+
+
+def partition_maintainer(schema: str, table: str, column: str, unit: str) -> None:
+    """`{schema}.ensure_{table}_partitions(back, ahead)`: range partitions by `unit` ('month' or
+    'year') around today, built detached, filled with whatever the DEFAULT partition caught for
+    that range, then attached. A definer function, so the worker can keep partitions ahead."""
+    fmt = "YYYY_MM" if unit == "month" else "YYYY"
+    fn = f"{schema}.ensure_{table}_partitions"
+    definer_function(f"{fn}(integer, integer)", f"""
+CREATE FUNCTION {fn}(p_back integer, p_ahead integer) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $$
+DECLARE
+    v_start date;
+    v_from text;
+    v_to text;
+    v_name text;
+    v_created integer := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('{fn}'));
+    -- Bounded: a caller cannot make this create thousands of tables.
+    FOR i IN -least(greatest(p_back, 0), 240)..least(greatest(p_ahead, 0), 240) LOOP
+        v_start := (date_trunc('{unit}', now()) + make_interval({unit}s => i))::date;
+        v_name := '{table}_' || to_char(v_start, '{fmt}');
+        CONTINUE WHEN to_regclass('{schema}.' || v_name) IS NOT NULL;
+        v_from := quote_literal(v_start::text);
+        v_to := quote_literal((v_start + interval '1 {unit}')::date::text);
+        EXECUTE format('CREATE TABLE {schema}.%I (LIKE {schema}.{table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', v_name);
+        EXECUTE format('WITH moved AS (DELETE FROM {schema}.{table}_default WHERE {column} >= %s AND {column} < %s RETURNING *) '
+                       'INSERT INTO {schema}.%I SELECT * FROM moved', v_from, v_to, v_name);
+        EXECUTE format('ALTER TABLE {schema}.{table} ATTACH PARTITION {schema}.%I FOR VALUES FROM (%s) TO (%s)',
+                       v_name, v_from, v_to);
+        v_created := v_created + 1;
+    END LOOP;
+    RETURN v_created;
+END
+$$""")

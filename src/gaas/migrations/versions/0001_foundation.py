@@ -15,6 +15,7 @@ from gaas.migrations.helpers import (
     enable_domain_rls,
     enable_rls_by,
     grant,
+    partition_maintainer,
     q,
 )
 
@@ -280,36 +281,8 @@ WITH CHECK (gaas_iam.acting_user_id() IS NOT NULL AND (domain IS NULL OR gaas_ia
     # Append-only: the application role may add and read rows, never change or remove them.
     grant("gaas_audit", "audit_log", "SELECT, INSERT")
 
-    definer_function("gaas_audit.ensure_partitions(integer)", """
-CREATE FUNCTION gaas_audit.ensure_partitions(p_months_ahead integer DEFAULT 12) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_month date;
-    v_from timestamptz;
-    v_to timestamptz;
-    v_name text;
-    v_created integer := 0;
-BEGIN
-    -- One maintainer at a time; callers that lose the race simply find the work done.
-    PERFORM pg_advisory_xact_lock(hashtext('gaas_audit.ensure_partitions'));
-    FOR i IN -1..greatest(p_months_ahead, 0) LOOP
-        v_month := (date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => i))::date;
-        v_from := v_month::timestamp AT TIME ZONE 'UTC';
-        v_to := (v_month + interval '1 month')::timestamp AT TIME ZONE 'UTC';
-        v_name := 'audit_log_' || to_char(v_month, 'YYYY_MM');
-        CONTINUE WHEN to_regclass('gaas_audit.' || v_name) IS NOT NULL;
-        -- Build it detached, move any rows the default partition caught for that month, attach.
-        EXECUTE format('CREATE TABLE gaas_audit.%I (LIKE gaas_audit.audit_log INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', v_name);
-        EXECUTE format('WITH moved AS (DELETE FROM gaas_audit.audit_log_default WHERE timestamp >= %L AND timestamp < %L RETURNING *) '
-                       'INSERT INTO gaas_audit.%I SELECT * FROM moved', v_from, v_to, v_name);
-        EXECUTE format('ALTER TABLE gaas_audit.audit_log ATTACH PARTITION gaas_audit.%I FOR VALUES FROM (%L) TO (%L)',
-                       v_name, v_from, v_to);
-        v_created := v_created + 1;
-    END LOOP;
-    RETURN v_created;
-END
-$$""")
-    op.execute("SELECT gaas_audit.ensure_partitions(12)")
+    partition_maintainer("gaas_audit", "audit_log", "timestamp", "month")
+    op.execute("SELECT gaas_audit.ensure_audit_log_partitions(1, 12)")
 
 
 def _login_and_token_functions() -> None:
@@ -332,7 +305,7 @@ $$""")
 CREATE FUNCTION gaas_iam.record_login(
     p_user_id uuid, p_login text, p_success boolean, p_count_failure boolean, p_reason text,
     p_ip inet, p_user_agent text, p_request_id text, p_max_failures integer, p_lock_minutes integer)
-RETURNS timestamptz
+RETURNS TABLE (ok boolean, locked_until timestamptz)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_user gaas_iam.users;
@@ -341,13 +314,20 @@ DECLARE
     v_changes jsonb;
 BEGIN
     IF p_user_id IS NOT NULL THEN
-        SELECT * INTO v_user FROM gaas_iam.users WHERE id = p_user_id FOR UPDATE;
+        -- The row lock serialises concurrent attempts on one account: a correct password that
+        -- arrives after parallel failures locked the account is refused, not let in.
+        SELECT * INTO v_user FROM gaas_iam.users u WHERE u.id = p_user_id FOR UPDATE;
+        IF p_success AND (v_user.locked_until > now() OR v_user.status <> 'active' OR v_user.deleted_at IS NOT NULL) THEN
+            p_success := false;
+            p_count_failure := false;
+            p_reason := CASE WHEN v_user.locked_until > now() THEN 'account locked' ELSE 'account ' || v_user.status END;
+        END IF;
     END IF;
     IF v_user.id IS NULL THEN
         v_changes := jsonb_build_object('reason', p_reason);
     ELSIF p_success THEN
-        UPDATE gaas_iam.users SET failed_login_attempts = 0, locked_until = NULL, last_login_at = now()
-        WHERE id = v_user.id;
+        UPDATE gaas_iam.users u SET failed_login_attempts = 0, locked_until = NULL, last_login_at = now()
+        WHERE u.id = v_user.id;
         v_changes := jsonb_build_object(
             'before', jsonb_build_object('failed_login_attempts', coalesce(v_user.failed_login_attempts, 0),
                                          'last_login_at', v_user.last_login_at),
@@ -358,8 +338,8 @@ BEGIN
                            ELSE coalesce(v_user.failed_login_attempts, 0) + 1 END;
         v_locked := CASE WHEN v_attempts >= p_max_failures THEN now() + make_interval(mins => p_lock_minutes)
                          WHEN v_user.locked_until > now() THEN v_user.locked_until END;
-        UPDATE gaas_iam.users SET failed_login_attempts = v_attempts, locked_until = v_locked
-        WHERE id = v_user.id;
+        UPDATE gaas_iam.users u SET failed_login_attempts = v_attempts, locked_until = v_locked
+        WHERE u.id = v_user.id;
         v_changes := jsonb_build_object(
             'reason', p_reason,
             'before', jsonb_build_object('failed_login_attempts', coalesce(v_user.failed_login_attempts, 0),
@@ -374,7 +354,7 @@ BEGIN
     VALUES (v_user.id, coalesce(v_user.email, left(p_login, 255)),
             CASE WHEN p_success THEN 'login' ELSE 'login_failed' END,
             'user', v_user.id, v_changes, p_ip, p_user_agent, v_user.domain, p_request_id);
-    RETURN v_locked;
+    RETURN QUERY SELECT p_success, v_locked;
 END
 $$""")
 
@@ -382,11 +362,16 @@ $$""")
 CREATE FUNCTION gaas_iam.actor_grants(p_user_id uuid)
 RETURNS TABLE (permissions jsonb, scope_type text, scope_domain text, scope_id uuid)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT r.permissions, coalesce(ur.scope_type, 'global'), d.code, ur.scope_id
+    -- A role defined in a domain acts in that domain only, whatever scope it was given with.
+    SELECT r.permissions,
+           CASE WHEN r.domain IS NOT NULL AND coalesce(ur.scope_type, 'global') = 'global' THEN 'domain'
+                ELSE coalesce(ur.scope_type, 'global') END,
+           coalesce(d.code, r.domain), ur.scope_id
     FROM gaas_iam.user_roles ur
     JOIN gaas_iam.roles r ON r.id = ur.role_id AND r.deleted_at IS NULL
     LEFT JOIN gaas_iam.domains d ON ur.scope_type = 'domain' AND d.id = ur.scope_id
     WHERE ur.user_id = p_user_id
+      AND (ur.scope_type IS DISTINCT FROM 'domain' OR (d.id IS NOT NULL AND d.deleted_at IS NULL))
       AND (r.domain IS NULL OR r.domain = coalesce(d.code, r.domain))
 $$""")
 
@@ -402,7 +387,8 @@ BEGIN
     SELECT t.id, t.user_id, t.read_only, t.expires_at,
            (t.revoked_at IS NOT NULL OR t.deleted_at IS NOT NULL),
            u.email::text, u.domain::text,
-           (u.status = 'active' AND u.deleted_at IS NULL AND (u.locked_until IS NULL OR u.locked_until <= now())),
+           -- A lockout guards password logins; it must not let anyone switch off an account's API tokens.
+           (u.status = 'active' AND u.deleted_at IS NULL),
            (SELECT coalesce(jsonb_agg(jsonb_build_object('permissions', g.permissions, 'scope_type', g.scope_type,
                                                          'scope_domain', g.scope_domain, 'scope_id', g.scope_id)),
                             '[]'::jsonb)
@@ -410,10 +396,13 @@ BEGIN
     FROM gaas_iam.api_tokens t JOIN gaas_iam.users u ON u.id = t.user_id
     WHERE t.key = p_key AND t.secret_hash = p_secret_hash;
     IF FOUND THEN
-        -- At most one write a minute per token: a last-used time without a write per request.
+        -- At most one write a minute per token, and never a wait: if another request holds the
+        -- row, it is updating last_used_at already.
         UPDATE gaas_iam.api_tokens SET last_used_at = now()
-        WHERE key = p_key AND revoked_at IS NULL
-          AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute');
+        WHERE id = (SELECT t2.id FROM gaas_iam.api_tokens t2
+                    WHERE t2.key = p_key AND t2.revoked_at IS NULL
+                      AND (t2.last_used_at IS NULL OR t2.last_used_at < now() - interval '1 minute')
+                    FOR UPDATE SKIP LOCKED);
     END IF;
 END
 $$""")

@@ -1,0 +1,34 @@
+"""Domain events through the transactional outbox (gaas_workflow.outbox_events).
+
+An event is written in the same transaction as the change it describes, so a rolled-back
+transaction leaves no event; the worker delivers committed ones at least once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from gaas.audit.service import jsonable
+from gaas.core.db import request_info
+
+_INSERT = text(
+    "INSERT INTO gaas_workflow.outbox_events (event_type, domain, entity_type, entity_id, payload, actor_id,"
+    " request_id) VALUES (:event_type, :domain, :entity_type, :entity_id, CAST(:payload AS jsonb), :actor_id,"
+    " :request_id)"
+)
+
+
+def emit(session: Session, event_type: str, *, domain: str | None, entity_type: str,
+         entity_id: uuid.UUID | None, payload: dict[str, Any]) -> None:
+    import json
+
+    actor = session.info.get("actor")
+    session.execute(_INSERT, {
+        "event_type": event_type, "domain": domain, "entity_type": entity_type, "entity_id": entity_id,
+        "payload": json.dumps(jsonable(payload)), "actor_id": actor.user_id if actor else None,
+        "request_id": request_info(session).request_id,
+    })
