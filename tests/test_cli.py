@@ -66,3 +66,10 @@ def test_cli_errors_are_one_clear_line(database, world: World):
     result = gaas("user", "create", "--email", f"{unique('r')}@example.org", "--name", "X", "--role", "wizard",
                   "--password", "a long cli password")
     assert result.exit_code == 1
+
+
+def test_reset_password_applies_the_password_policy(world: World):
+    person = world.user(world.domain())
+    result = gaas("user", "reset-password", person.email, "--password", "short")
+    assert result.exit_code == 1
+    assert "password" in result.output.lower()

@@ -74,3 +74,68 @@ def test_nothing_partial_is_written(client, database, admin):
                            headers=admin.headers)
     assert response.status_code in (403, 422)
     assert database.owner_rows("SELECT count(*) AS n FROM gaas_iam.users WHERE email = :e", e=email)[0]["n"] == 0
+
+
+def test_null_for_a_required_field_is_named(client, admin):
+    me = client.get(f"/api/v1/users/{admin.id}", headers=admin.headers).json()
+    for body, field in (({"email": None}, "email"), ({"name": None}, "name"), ({"status": None}, "status")):
+        response = client.patch(f"/api/v1/users/{admin.id}", json={**body, "version": me["version"]},
+                                headers=admin.headers)
+        assert_problem(response, 422, field)
+    role = client.post("/api/v1/roles", json={"name": "nullable_test", "domain": admin.domain,
+                                              "permissions": ["incident.view"]}, headers=admin.headers).json()
+    assert_problem(client.patch(f"/api/v1/roles/{role['id']}", json={"permissions": None, "version": 1},
+                                headers=admin.headers), 422, "permissions")
+
+
+def test_nul_characters_are_refused_cleanly(client, admin):
+    assert_problem(client.post("/api/v1/users", json={"email": "nul@example.org", "name": "a\u0000b",
+                                                      "domain": admin.domain}, headers=admin.headers), 422)
+    assert_problem(client.get("/api/v1/users", params={"q": "a\u0000"}, headers=admin.headers), 422)
+    response = client.post("/api/v1/auth/token", data={"username": "x\u0000y", "password": "whatever"})
+    assert response.status_code in (401, 422)
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("cursor", [
+    "W3siZSI6MX0sIHsidSI6MX1d",                       # [{"u":1},{"u":1}]-like garbage
+    "WyJuYW1lIiwgNSwgeyJ1IjogIjAxOTEifV0",            # ["name", 5, {"u": "0191"}]: bad uuid
+    "WyJuYW1lIiwgNSwgeyJ1IjogIjAxYTIxYTMwLWFlOTYtN2E2My05ODQzLWI4M2JiODEwNTc0ZiJ9XQ",  # int for a text column
+    "WyJlbWFpbCIsICJ4IiwgeyJ1IjogIjAxYTIxYTMwLWFlOTYtN2E2My05ODQzLWI4M2JiODEwNTc0ZiJ9XQ",  # other sort
+    "W10", "bnVsbA", "%%%",
+])
+def test_tampered_cursors_are_422(client, admin, cursor):
+    assert_problem(client.get("/api/v1/users", params={"cursor": cursor, "sort": "name"}, headers=admin.headers),
+                   422, "cursor")
+
+
+def test_bad_uuid_in_a_body(client, admin):
+    assert_problem(client.post(f"/api/v1/users/{admin.id}/roles", json={"role_id": "nope"}, headers=admin.headers),
+                   422, "role_id")
+
+
+def test_every_response_carries_a_request_id(client, admin):
+    for response in (client.get("/api/v1/nothing", headers=admin.headers),
+                     client.post("/api/v1/users", json={}, headers=admin.headers),
+                     client.get("/api/v1/users")):
+        assert response.status_code >= 400
+        assert response.headers["x-request-id"] == response.json()["request_id"]
+
+
+def test_an_unexpected_error_is_a_problem_with_a_request_id(database):
+    """Even a bug answers problem+json with the request id, and no stack trace."""
+    from fastapi.testclient import TestClient
+
+    from gaas.core.app import create_app
+
+    app = create_app(database.factory)
+
+    @app.get("/api/test-boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    response = TestClient(app, raise_server_exceptions=False).get("/api/test-boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+    assert "secret internals" not in response.text and "Traceback" not in response.text
