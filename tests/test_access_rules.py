@@ -108,7 +108,7 @@ def test_history_shows_addresses_to_auditors_only(client, world, domains):
     as_agent = client.get(f"/api/v1/users/{person.id}/history", headers=agent.headers).json()["items"]
     as_auditor = client.get(f"/api/v1/users/{person.id}/history", headers=auditor.headers).json()["items"]
     assert [h["action"] for h in as_agent] == [h["action"] for h in as_auditor]
-    failed = [h for h in as_auditor if h["action"] == "login_failed"][0]
+    failed = next(h for h in as_auditor if h["action"] == "login_failed")
     assert failed["user_agent"] == "testclient"
     assert all(h["user_agent"] is None and h["ip_address"] is None for h in as_agent)
 
