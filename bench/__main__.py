@@ -18,6 +18,7 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000, help="portfolio: cost entries in all")
     parser.add_argument("--repeat", type=int, default=30, help="portfolio: runs of each measured request")
     parser.add_argument("--seed", type=int, default=20261126)
+    parser.add_argument("--keep", action="store_true", help="keep the portfolio database (to explain queries)")
     args = parser.parse_args()
     if args.suite in ("api", "all"):
         db = BenchDatabase()
@@ -31,7 +32,10 @@ def main() -> None:
             portfolio.run(db, services=args.services, domains=args.domains, entries=args.entries,
                           repeat=args.repeat, seed=args.seed)
         finally:
-            db.drop()
+            if args.keep:
+                print(f"kept database {db.name} on {db.server_url}")
+            else:
+                db.drop()
 
 
 if __name__ == "__main__":

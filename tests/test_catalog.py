@@ -332,3 +332,13 @@ def test_service_scoped_roles_reach_the_sub_tree_only(client, world):
                                                      "owner_id": str(person.id), "parent_service_id": mine["id"]},
                            headers=person.headers)
     assert response.status_code == 201, response.text
+
+
+def test_tree_json_escapes_any_name(client, world):
+    domain = world.domain()
+    admin = world.user(domain, "domain_admin")
+    tricky = 'Records "Main" \\ back\\slash, tab\t, ünïcödé ✓ </script>'
+    top = make(client, admin, domain, "business", name=tricky, cost_people="0.10")
+    nodes = client.get(f"/api/v1/services/{top['id']}/tree", headers=admin.headers).json()
+    assert nodes[0]["name"] == tricky and nodes[0]["path"] == [tricky]
+    assert nodes[0]["own"]["people"] == "0.10" and nodes[0]["parent_service_id"] is None

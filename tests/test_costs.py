@@ -161,11 +161,40 @@ def test_cost_report_sets_actual_against_allocation_per_currency(client, world):
     usd = [r for r in partial["rows"] if r["currency"] == "USD"]
     assert [(r["period"], r["allocated"]) for r in usd] == [("2026-01-01", "600.00")]  # Feb and Mar only
 
-    paged = client.get("/api/v1/reports/costs", params={**params, "limit": 2}, headers=officer.headers).json()
-    assert len(paged["rows"]) == 2 and paged["next_cursor"]
-    rest = client.get("/api/v1/reports/costs", params={**params, "limit": 100, "cursor": paged["next_cursor"]},
-                      headers=officer.headers).json()
-    assert len(paged["rows"]) + len(rest["rows"]) == len(report["rows"])
+    by_domain = client.get("/api/v1/reports/costs", params={**params, "group_by": "category,period", "limit": 2},
+                           headers=officer.headers).json()
+    assert len(by_domain["rows"]) == 2 and by_domain["next_cursor"]
+    rest = client.get("/api/v1/reports/costs", params={**params, "group_by": "category,period", "limit": 100,
+                                                       "cursor": by_domain["next_cursor"]}, headers=officer.headers)
+    assert len(by_domain["rows"]) + len(rest.json()["rows"]) == len(report["rows"])  # one service: same rows
+
+
+def test_cost_report_pages_by_whole_services(client, world):
+    domain = world.domain()
+    officer = world.user(domain, "finance_officer")
+    services = sorted(_service(world, domain, cost_people="120.00") for _ in range(5))
+    for service in services[:3]:
+        client.post("/api/v1/cost-entries", json={"service_id": str(service), "category": "people", "amount": "9.00",
+                                                  "period_start": "2026-01-10", "period_end": "2026-01-10"},
+                    headers=officer.headers).raise_for_status()
+    params = {"domain": domain, "date_from": "2026-01-01", "date_to": "2026-03-01", "period": "month"}
+    whole = client.get("/api/v1/reports/costs", params=params, headers=officer.headers).json()
+    assert whole["next_cursor"] is None and len(whole["rows"]) == 5 * 3 * 2
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = client.get("/api/v1/reports/costs", params={**params, "limit": 12, **({"cursor": cursor} if cursor
+                                                                                     else {})},
+                          headers=officer.headers).json()
+        pages += 1
+        assert len({r["service_id"] for r in page["rows"]}) == 2 or page["next_cursor"] is None
+        seen += page["rows"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3 and seen == whole["rows"]
+    assert [r["service_id"] for r in seen[::6]] == [str(s) for s in services]
+    assert_problem(client.get("/api/v1/reports/costs", params={**params, "cursor": "bm9wZQ"},
+                              headers=officer.headers), 422, "cursor")
 
 
 def test_cost_report_validation_and_permissions(client, world, finance):

@@ -8,11 +8,12 @@ from decimal import Decimal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 from sqlalchemy import text
 
 from gaas.catalog import service as catalog
 from gaas.catalog.models import ServiceType
-from gaas.catalog.schemas import ServiceCreate, ServiceUpdate
+from gaas.catalog.schemas import ServiceCreate, ServiceUpdate, TreeNode
 from gaas.core.db import set_context
 from gaas.core.errors import Problem
 from gaas.iam import service as iam
@@ -104,7 +105,8 @@ def test_rolled_up_costs_are_own_plus_descendants(sandbox, shape):
                 parent_service_id=parent[0] if parent else None, cost_people=people, cost_process=process,
                 cost_technology=technology))
             created.append((service.id, type_, parent[0] if parent else None, people, process, technology))
-        nodes = {n.id: n for n in catalog.tree(db, actor, domain=sandbox["domain"])}
+        nodes = {n.id: n for n in TypeAdapter(list[TreeNode]).validate_json(
+            catalog.tree_json(db, actor, domain=sandbox["domain"]))}
         assert set(nodes) == {c[0] for c in created}
         children: dict = {}
         for c in created:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from string import Template
 from typing import Any
 
 from sqlalchemy import Numeric, Select, func, literal, or_, select, text
@@ -21,13 +22,11 @@ from gaas.catalog.models import (
     ServiceType,
 )
 from gaas.catalog.schemas import (
-    Costs,
     PptBalance,
     RelationshipCreate,
     ServiceCreate,
     ServiceUpdate,
     StakeholderCreate,
-    TreeNode,
 )
 from gaas.core.context import Actor
 from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
@@ -408,19 +407,22 @@ def remove_stakeholder(db: Session, actor: Actor, service_id: uuid.UUID, stakeho
 
 # ---- the tree -----------------------------------------------------------------------------------
 
-_TREE_SQL = """
+_TREE_SQL = Template("""
 WITH RECURSIVE tree AS (
-    SELECT s.id, s.parent_service_id, 0 AS depth, ARRAY[s.name]::text[] AS path, ARRAY[s.id] AS id_path,
+    SELECT s.id, s.parent_service_id, s.number, s.name, s.domain, s.type, s.status, 0 AS depth,
+           ARRAY[s.name]::text[] AS path, ARRAY[s.id] AS id_path,
            coalesce(s.cost_people, 0) AS cp, coalesce(s.cost_process, 0) AS cpr,
            coalesce(s.cost_technology, 0) AS ct
     FROM gaas_service_catalog.services s
-    WHERE {root} AND s.deleted_at IS NULL
+    WHERE $root AND s.deleted_at IS NULL
     UNION ALL
-    SELECT c.id, c.parent_service_id, t.depth + 1, t.path || c.name::text, t.id_path || c.id,
+    -- children share their parent's domain: the walk stays on idx_services_domain_parent
+    SELECT c.id, c.parent_service_id, c.number, c.name, c.domain, c.type, c.status, t.depth + 1,
+           t.path || c.name::text, t.id_path || c.id,
            coalesce(c.cost_people, 0), coalesce(c.cost_process, 0), coalesce(c.cost_technology, 0)
-    FROM gaas_service_catalog.services c
-    JOIN tree t ON c.parent_service_id = t.id
-    WHERE c.deleted_at IS NULL AND t.depth < {max_depth}
+    FROM tree t
+    JOIN gaas_service_catalog.services c ON c.parent_service_id = t.id AND c.domain = t.domain
+    WHERE c.deleted_at IS NULL AND t.depth < $max_depth
 ),
 rolled AS (
     -- every node adds its own costs to itself and to each of its ancestors
@@ -428,21 +430,32 @@ rolled AS (
     FROM tree t CROSS JOIN LATERAL unnest(t.id_path) AS a(ancestor_id)
     GROUP BY a.ancestor_id
 )
-SELECT s.id, s.number, s.name, s.domain, s.type, s.status, t.parent_service_id, t.depth, t.path,
-       t.cp, t.cpr, t.ct, r.rp, r.rpr, r.rt
+-- The database writes the JSON (money as strings, like the rest of the API), so a 10,000-node
+-- tree costs one query and no per-node work in Python. Concatenation is about twice as fast as
+-- json_build_object here; every text value goes through to_json() for escaping, and the rest
+-- (uuids, enum labels, numbers) cannot contain a quote.
+SELECT '[' || coalesce(string_agg(concat(
+    '{"id":"', t.id, '","number":', to_json(t.number), ',"name":', to_json(t.name),
+    ',"domain":', to_json(t.domain), ',"type":"', t.type, '","status":"', t.status,
+    '","parent_service_id":', coalesce('"' || t.parent_service_id || '"', 'null'),
+    ',"depth":', t.depth, ',"path":', to_json(t.path),
+    ',"own":{"people":"', t.cp, '","process":"', t.cpr, '","technology":"', t.ct,
+    '","total":"', t.cp + t.cpr + t.ct,
+    '"},"rolled_up":{"people":"', r.rp, '","process":"', r.rpr, '","technology":"', r.rt,
+    '","total":"', r.rp + r.rpr + r.rt, '"}}'), ',' ORDER BY t.path, t.id_path), '') || ']'
 FROM tree t
-JOIN gaas_service_catalog.services s ON s.id = t.id
 JOIN rolled r ON r.ancestor_id = t.id
-ORDER BY t.path, t.id_path
-"""
+""")  # a Template: the JSON text is full of braces
+# The planner underestimates the recursive walk and would hash the whole services table per
+# level; with SSD-like page costs it follows the index. JIT only adds latency to this query,
+# and the roll-up's hash aggregate should not spill to disk.
+_TREE_SETTINGS = text("SELECT set_config('random_page_cost', '1.1', true), set_config('jit', 'off', true),"
+                      " set_config('work_mem', '64MB', true)")
 
 
-def _costs(people: Decimal, process: Decimal, technology: Decimal) -> Costs:
-    return Costs(people=people, process=process, technology=technology, total=people + process + technology)
-
-
-def tree(db: Session, actor: Actor, *, root_id: uuid.UUID | None = None, domain: str | None = None) -> list[TreeNode]:
-    """The specification's Query 1 with rolled-up PPT costs: one SQL round trip for the whole tree."""
+def tree_json(db: Session, actor: Actor, *, root_id: uuid.UUID | None = None, domain: str | None = None) -> str:
+    """The specification's Query 1 with rolled-up PPT costs, as a JSON array of TreeNode, in path
+    order: one SQL round trip for the whole tree."""
     params: dict[str, Any] = {}
     if root_id is not None:
         get_service(db, actor, root_id, include_deleted=False)
@@ -455,15 +468,8 @@ def tree(db: Session, actor: Actor, *, root_id: uuid.UUID | None = None, domain:
         if domain is not None:
             root += " AND s.domain = :domain"
             params["domain"] = domain
-    sql = _TREE_SQL.format(root=root, max_depth=MAX_DEPTH)
-    nodes = []
-    for row in db.execute(text(sql), params).mappings():
-        nodes.append(TreeNode(
-            id=row["id"], number=row["number"], name=row["name"], domain=row["domain"], type=row["type"],
-            status=row["status"], parent_service_id=row["parent_service_id"], depth=row["depth"], path=row["path"],
-            own=_costs(row["cp"], row["cpr"], row["ct"]), rolled_up=_costs(row["rp"], row["rpr"], row["rt"]),
-        ))
-    return nodes
+    db.execute(_TREE_SETTINGS)
+    return db.execute(text(_TREE_SQL.substitute(root=root, max_depth=MAX_DEPTH)), params).scalar_one()
 
 
 # ---- reports ------------------------------------------------------------------------------------
@@ -500,7 +506,7 @@ def ppt_balance(db: Session, actor: Actor, domain: str | None = None) -> list[Pp
 
 
 def allocations_query(actor: Actor, *, domain: str | None, service_id: uuid.UUID | None,
-                      by_service: bool) -> Select:
+                      by_service: bool, service_ids: list[uuid.UUID] | None = None) -> Select:
     """Annual PPT allocations of live, in-use services (active or deprecated), per service or per
     domain: a query other modules' reports embed to set actual spending against.
     Columns: domain, [service_id,] people, process, technology."""
@@ -521,6 +527,8 @@ def allocations_query(actor: Actor, *, domain: str | None, service_id: uuid.UUID
         stmt = stmt.where(Service.domain == domain)
     if service_id is not None:
         stmt = stmt.where(Service.id == service_id)
+    if service_ids is not None:
+        stmt = stmt.where(Service.id.in_(service_ids))
     return stmt
 
 

@@ -94,7 +94,8 @@ def cost_report(
     period: Period = "month",
     group_by: Annotated[str, Query(max_length=50, description="Comma-separated: service, category, period")]
     = "service,category,period",
-    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    limit: Annotated[int, Query(ge=1, le=10000, description="Rows per page; grouped by service, a page holds "
+                                                        "whole services (about this many rows)")] = 1000,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
 ) -> ReportPage:
     today = date.today()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import date
 from typing import Any
@@ -18,8 +19,10 @@ from sqlalchemy import (
     func,
     literal,
     null,
+    or_,
     select,
     true,
+    union,
     values,
 )
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
@@ -204,6 +207,37 @@ def _periods(date_from: date, date_to: date, period: Period, by_period: bool) ->
     return sorted(counts.items())
 
 
+def _service_page(db: Session, actor: Actor, entries_in_range, *, domain: str | None,
+                  service_id: uuid.UUID | None, after: uuid.UUID | None,
+                  count: int) -> tuple[list[uuid.UUID], bool]:
+    """The next `count` services (by id) that have an allocation or entries in the range."""
+    allocated = catalog.allocations_query(actor, domain=domain, service_id=service_id, by_service=True).subquery()
+    spent = entries_in_range(select(CostEntry.service_id.label("service_id"))
+                             .where(CostEntry.service_id.isnot(None)))
+    ids = union(select(allocated.c.service_id), spent).subquery()
+    stmt = select(ids.c.service_id).order_by(ids.c.service_id).limit(count + 1)
+    if after is not None:
+        stmt = stmt.where(ids.c.service_id > after)
+    found = list(db.scalars(stmt))
+    return found[:count], len(found) > count
+
+
+def _encode_service_cursor(last: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"s:{last}".encode()).decode().rstrip("=")
+
+
+def _decode_service_cursor(cursor: str | None) -> uuid.UUID | None:
+    if not cursor:
+        return None
+    try:
+        kind, value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":", 1)
+        if kind != "s":
+            raise ValueError(kind)
+        return uuid.UUID(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationProblem.field("cursor", "not a cursor this report issued") from exc
+
+
 def cost_report(db: Session, actor: Actor, *, domain: str | None, service_id: uuid.UUID | None,
                 date_from: date, date_to: date, period: Period, group_by: list[str], cursor: str | None,
                 limit: int) -> tuple[CostReport, str | None]:
@@ -218,18 +252,45 @@ def cost_report(db: Session, actor: Actor, *, domain: str | None, service_id: uu
         raise ValidationProblem.field("group_by", f"unknown grouping {unknown}; use any of {list(GROUPS)}")
     by_service, by_category, by_period = (g in group_by for g in GROUPS)
     currency = get_settings().allocation_currency
-    offset = decode_offset(cursor)
+    categories = [("people",), ("process",), ("technology",)] if by_category else [("all",)]
+    period_rows = _periods(date_from, date_to, period, by_period)
+    allowed = actor.domains_with("cost.view")
 
-    a = catalog.allocations_query(actor, domain=domain, service_id=service_id, by_service=by_service).subquery("a")
-    cat = values(column("category", String), name="cat").data(
-        [("people",), ("process",), ("technology",)] if by_category else [("all",)])
+    def entries_in_range(stmt):
+        stmt = stmt.where(CostEntry.deleted_at.is_(None), CostEntry.period_start >= date_from,
+                          CostEntry.period_start < date_to)
+        if allowed is not None:
+            stmt = stmt.where(CostEntry.domain.in_(sorted(allowed)))
+        if domain is not None:
+            stmt = stmt.where(CostEntry.domain == domain)
+        if service_id is not None:
+            stmt = stmt.where(CostEntry.service_id == service_id)
+        return stmt
+
+    # By service, a page is a run of whole services (keyset on the service id), so the database
+    # only spreads and joins the allocations of the services on this page.
+    page_services: list[uuid.UUID] | None = None
+    next_cursor = None
+    offset = 0
+    if by_service:
+        after = _decode_service_cursor(cursor)
+        per_service = max(1, len(categories) * len(period_rows))
+        page_services, more = _service_page(db, actor, entries_in_range, domain=domain, service_id=service_id,
+                                            after=after, count=max(1, limit // per_service))
+        if more:
+            next_cursor = _encode_service_cursor(page_services[-1])
+    else:
+        offset = decode_offset(cursor)
+
+    a = catalog.allocations_query(actor, domain=domain, service_id=service_id, by_service=by_service,
+                                  service_ids=page_services).subquery("a")
+    cat = values(column("category", String), name="cat").data(categories)
     if by_category:
         amount = case((cat.c.category == "people", a.c.people), (cat.c.category == "process", a.c.process),
                       else_=a.c.technology)
     else:
         amount = a.c.people + a.c.process + a.c.technology
-    periods = values(column("period", Date), column("months", Integer), name="p").data(
-        _periods(date_from, date_to, period, by_period))
+    periods = values(column("period", Date), column("months", Integer), name="p").data(period_rows)
     alloc = (select(a.c.domain,
                     (a.c.service_id if by_service else cast(null(), PG_UUID)).label("service_id"),
                     cat.c.category.label("category"), periods.c.period.label("period"),
@@ -246,15 +307,12 @@ def cost_report(db: Session, actor: Actor, *, domain: str | None, service_id: uu
          else cast(literal(date_from), Date)).label("period"),
         e.currency.label("currency"),
     ]
-    actual = select(*actual_keys, func.sum(e.amount).label("actual"), func.count().label("entries")).where(
-        e.deleted_at.is_(None), e.period_start >= date_from, e.period_start < date_to)
-    allowed = actor.domains_with("cost.view")
-    if allowed is not None:
-        actual = actual.where(e.domain.in_(sorted(allowed)))
-    if domain is not None:
-        actual = actual.where(e.domain == domain)
-    if service_id is not None:
-        actual = actual.where(e.service_id == service_id)
+    actual = entries_in_range(select(*actual_keys, func.sum(e.amount).label("actual"),
+                                     func.count().label("entries")))
+    if page_services is not None:
+        # Entries without a service (a CI's) come first, on the first page.
+        on_page = e.service_id.in_(page_services)
+        actual = actual.where(or_(on_page, e.service_id.is_(None)) if cursor is None else on_page)
     actual = actual.group_by(*actual_keys).cte("actual")
 
     nil = literal(_NIL, PG_UUID)
@@ -268,11 +326,13 @@ def cost_report(db: Session, actor: Actor, *, domain: str | None, service_id: uu
     stmt = (select(*keys, alloc.c.allocated, func.coalesce(actual.c.actual, 0).label("actual"),
                    func.coalesce(actual.c.entries, 0).label("entries"))
             .select_from(joined)
-            .order_by(keys[0], keys[1].asc().nulls_first(), keys[2], keys[3], keys[4])
-            .limit(limit + 1).offset(offset))
+            .order_by(keys[0], keys[1].asc().nulls_first(), keys[2], keys[3], keys[4]))
+    if page_services is None:
+        stmt = stmt.limit(limit + 1).offset(offset)
     rows = list(db.execute(stmt).mappings())
-    next_cursor = encode_offset(offset + limit) if len(rows) > limit else None
-    rows = rows[:limit]
+    if page_services is None:
+        next_cursor = encode_offset(offset + limit) if len(rows) > limit else None
+        rows = rows[:limit]
     labels = catalog.service_labels(db, [r["service_id"] for r in rows if r["service_id"]]) if by_service else {}
     report_rows = []
     for r in rows:

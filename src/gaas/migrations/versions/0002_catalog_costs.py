@@ -81,9 +81,11 @@ CREATE TABLE {S}.services (
     op.execute(f"CREATE INDEX idx_services_created_at ON {S}.services(created_at)")
     op.execute(f"CREATE INDEX idx_services_name_trgm ON {S}.services USING gin(name gin_trgm_ops)")
     op.execute(f"CREATE INDEX idx_services_description_trgm ON {S}.services USING gin(description gin_trgm_ops)")
-    # Roots of a domain's tree, for GET /services/tree?domain=...
+    # The tree walks children within one domain (GET /services/tree): roots, then children by parent.
     op.execute(f"CREATE INDEX idx_services_domain_roots ON {S}.services(domain) "
                "WHERE parent_service_id IS NULL AND deleted_at IS NULL")
+    op.execute(f"CREATE INDEX idx_services_domain_parent ON {S}.services(domain, parent_service_id) "
+               "WHERE deleted_at IS NULL")
     enable_domain_rls(S, "services")
     grant(S, "services", "SELECT, INSERT, UPDATE")
 
