@@ -50,7 +50,7 @@ class Actor:
         return self.visible_domains is None
 
     def sees(self, domain: str | None) -> bool:
-        """Mirror of the database's gaas_iam.can_write(): NULL domain means global-only."""
+        """Mirror of the database's gaas_iam.sees_domain(): a NULL domain (global record) is for global users."""
         if self.is_global:
             return True
         return domain is not None and domain in (self.visible_domains or ())

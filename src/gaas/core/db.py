@@ -3,7 +3,7 @@
 One request (or CLI command, or worker task) is one transaction. The acting user and the
 domains they may see are handed to PostgreSQL with ``set_config(..., true)``, which lasts
 until the transaction ends: safe behind PgBouncer in transaction mode, and row-level
-security policies read them (see gaas_iam.can_see / can_write).
+security policies read them (gaas_iam.sees_domain, sees_row, writes_domain).
 """
 
 from __future__ import annotations
