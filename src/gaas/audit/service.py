@@ -21,6 +21,7 @@ from gaas.core.context import Actor
 from gaas.core.db import request_info
 from gaas.core.errors import Forbidden
 from gaas.core.models import AuditedMixin
+from gaas.core.queries import where_equal, where_in_range
 
 REDACTED = "[redacted]"
 
@@ -168,16 +169,9 @@ def audit_query(*, entity_type: str | None = None, entity_id: uuid.UUID | None =
                 since: datetime | None = None, until: datetime | None = None,
                 request_id: str | None = None) -> Select:
     """Filters over the audit log; row-level security limits it to the caller's domains."""
-    stmt = select(AuditLog)
-    for column, value in ((AuditLog.entity_type, entity_type), (AuditLog.entity_id, entity_id),
-                          (AuditLog.user_id, user_id), (AuditLog.action, action), (AuditLog.domain, domain),
-                          (AuditLog.request_id, request_id)):
-        if value is not None:
-            stmt = stmt.where(column == value)
-    if since is not None:
-        stmt = stmt.where(AuditLog.timestamp >= since)
-    if until is not None:
-        stmt = stmt.where(AuditLog.timestamp < until)
-    return stmt
+    stmt = where_equal(select(AuditLog), (AuditLog.entity_type, entity_type), (AuditLog.entity_id, entity_id),
+                       (AuditLog.user_id, user_id), (AuditLog.action, action), (AuditLog.domain, domain),
+                       (AuditLog.request_id, request_id))
+    return where_in_range(stmt, AuditLog.timestamp, since, until)
 
 

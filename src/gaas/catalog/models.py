@@ -8,13 +8,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Computed, Enum, FetchedValue, ForeignKey, Numeric, String, Text, func
+from sqlalchemy import Computed, FetchedValue, ForeignKey, Numeric, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gaas.core.errors import register_unique_fields
 from gaas.core.ids import new_id
-from gaas.core.models import Base, BaseTableMixin
+from gaas.core.models import Base, BaseTableMixin, pg_enum
 
 SCHEMA = "gaas_service_catalog"
 
@@ -23,10 +23,6 @@ register_unique_fields({
     "uq_service_relationship": "target_service_id",
     "uq_service_user_role": "user_id",
 })
-
-
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    return Enum(cls, name=name, schema=SCHEMA, values_callable=lambda e: [m.value for m in e])
 
 
 class ServiceType(enum.StrEnum):
@@ -73,9 +69,10 @@ class Service(BaseTableMixin, Base):
     number: Mapped[str] = mapped_column(String(50), unique=True, server_default=FetchedValue())
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
-    type: Mapped[ServiceType] = mapped_column(_enum(ServiceType, "service_type"))
+    type: Mapped[ServiceType] = mapped_column(pg_enum(ServiceType, "service_type", SCHEMA))
     parent_service_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.services.id"))
-    status: Mapped[ServiceStatus] = mapped_column(_enum(ServiceStatus, "service_status"), default=ServiceStatus.design)
+    status: Mapped[ServiceStatus] = mapped_column(pg_enum(ServiceStatus, "service_status", SCHEMA),
+                                                  default=ServiceStatus.design)
     owner_id: Mapped[uuid.UUID]
     manager_id: Mapped[uuid.UUID | None]
     sla_target: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
@@ -96,7 +93,8 @@ class ServiceRelationship(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     source_service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.services.id", ondelete="CASCADE"))
     target_service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(f"{SCHEMA}.services.id", ondelete="CASCADE"))
-    relationship_type: Mapped[RelationshipType] = mapped_column(_enum(RelationshipType, "service_relationship_type"))
+    relationship_type: Mapped[RelationshipType] = mapped_column(
+        pg_enum(RelationshipType, "service_relationship_type", SCHEMA))
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     created_by: Mapped[uuid.UUID]

@@ -32,7 +32,8 @@ from gaas.core.context import Actor
 from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit
 from gaas.core.pagination import SortKey, decode_offset, encode_offset, paginate
-from gaas.core.records import apply_patch, restore, soft_delete, stamp_created
+from gaas.core.queries import where_equal
+from gaas.core.records import apply_patch, hard_delete, restore, soft_delete, stamp_created
 from gaas.iam import service as iam
 
 # Where each status may go next. Retired is final; a deprecation can be reversed.
@@ -115,10 +116,8 @@ def list_services(db: Session, actor: Actor, *, domain: str | None = None, type_
         stmt = stmt.where(Service.domain.in_(sorted(allowed)))
     if not include_deleted:
         stmt = stmt.where(Service.deleted_at.is_(None))
-    for column, value in ((Service.domain, domain), (Service.type, type_), (Service.status, status),
-                          (Service.owner_id, owner_id), (Service.parent_service_id, parent_id)):
-        if value is not None:
-            stmt = stmt.where(column == value)
+    stmt = where_equal(stmt, (Service.domain, domain), (Service.type, type_), (Service.status, status),
+                       (Service.owner_id, owner_id), (Service.parent_service_id, parent_id))
     if roots_only:
         stmt = stmt.where(Service.parent_service_id.is_(None))
     if q:
@@ -350,18 +349,22 @@ def add_relationship(db: Session, actor: Actor, service_id: uuid.UUID, data: Rel
     return relationship
 
 
+def _remove_child(db: Session, actor: Actor, service_id: uuid.UUID, row: Any, row_id: uuid.UUID, *, owner: str,
+                  label: str, action: str, fields: tuple[str, ...]) -> None:
+    """Remove a relationship or stakeholder row of a service, audited on the service."""
+    service = get_service(db, actor, service_id)
+    if row is None or getattr(row, owner) != service.id:
+        raise NotFound(f"No {label} {row_id} on this service.")
+    require(db, actor, "service.edit", service)
+    hard_delete(db, row)
+    audit.record(db, action=action, entity_type="service", entity_id=service.id, domain=service.domain,
+                 changes={"before": {f: getattr(row, f) for f in fields}})
+
+
 def remove_relationship(db: Session, actor: Actor, service_id: uuid.UUID, relationship_id: uuid.UUID) -> None:
-    source = get_service(db, actor, service_id)
-    relationship = db.get(ServiceRelationship, relationship_id)
-    if relationship is None or relationship.source_service_id != source.id:
-        raise NotFound(f"No relationship {relationship_id} from this service.")
-    require(db, actor, "service.edit", source)
-    db.delete(relationship)
-    db.flush()
-    audit.record(db, action="remove_relationship", entity_type="service", entity_id=source.id,
-                 domain=source.domain, changes={"before": {"relationship_id": relationship.id,
-                                                           "type": relationship.relationship_type,
-                                                           "target_service_id": relationship.target_service_id}})
+    _remove_child(db, actor, service_id, db.get(ServiceRelationship, relationship_id), relationship_id,
+                  owner="source_service_id", label="relationship", action="remove_relationship",
+                  fields=("id", "relationship_type", "target_service_id"))
 
 
 def list_stakeholders(db: Session, actor: Actor, service_id: uuid.UUID) -> list[ServiceStakeholder]:
@@ -392,17 +395,9 @@ def add_stakeholder(db: Session, actor: Actor, service_id: uuid.UUID, data: Stak
 
 
 def remove_stakeholder(db: Session, actor: Actor, service_id: uuid.UUID, stakeholder_id: uuid.UUID) -> None:
-    service = get_service(db, actor, service_id)
-    stakeholder = db.get(ServiceStakeholder, stakeholder_id)
-    if stakeholder is None or stakeholder.service_id != service.id:
-        raise NotFound(f"No stakeholder {stakeholder_id} on this service.")
-    require(db, actor, "service.edit", service)
-    db.delete(stakeholder)
-    db.flush()
-    audit.record(db, action="remove_stakeholder", entity_type="service", entity_id=service.id,
-                 domain=service.domain, changes={"before": {"stakeholder_id": stakeholder.id,
-                                                            "user_id": stakeholder.user_id,
-                                                            "role": stakeholder.role}})
+    _remove_child(db, actor, service_id, db.get(ServiceStakeholder, stakeholder_id), stakeholder_id,
+                  owner="service_id", label="stakeholder", action="remove_stakeholder",
+                  fields=("id", "user_id", "role"))
 
 
 # ---- the tree -----------------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, MetaData, String, func
+from sqlalchemy import DateTime, Enum, Integer, MetaData, String, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
@@ -18,6 +19,11 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def pg_enum(cls: type[enum.Enum], name: str, schema: str) -> Enum:
+    """A PostgreSQL enum type created by the migrations, stored by value."""
+    return Enum(cls, name=name, schema=schema, values_callable=lambda e: [m.value for m in e])
 
 
 class Base(DeclarativeBase):

@@ -6,8 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import delete, inspect
+from sqlalchemy.orm import Session
+
 from gaas.core.context import Actor
-from gaas.core.errors import Conflict, StaleVersion
+from gaas.core.errors import Conflict, Forbidden, StaleVersion
 from gaas.core.models import AuditedMixin
 
 
@@ -52,3 +55,14 @@ def restore(obj: AuditedMixin, actor: Actor) -> None:
         raise Conflict("The record is not deleted.")
     obj.deleted_at = None
     obj.updated_by = actor.user_id
+
+
+def hard_delete(db: Session, obj: Any) -> None:
+    """Delete one association row (a role assignment, a relationship) and make sure it went:
+    row-level security turns a forbidden DELETE into "0 rows", which must not pass for success."""
+    mapper = inspect(obj).mapper
+    key = mapper.primary_key[0]
+    removed = db.execute(delete(mapper.local_table).where(key == getattr(obj, key.key))).rowcount
+    if removed != 1:
+        raise Forbidden("The database refused to remove this for you.")
+    db.expunge(obj)

@@ -8,11 +8,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Enum, Numeric, String, Text
+from sqlalchemy import Numeric, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gaas.core.models import Base, BaseTableMixin
+from gaas.core.models import Base, BaseTableMixin, pg_enum
 
 SCHEMA = "gaas_cost_mgmt"
 
@@ -34,8 +34,7 @@ class CostEntry(BaseTableMixin, Base):
     period_end: Mapped[date]
     service_id: Mapped[uuid.UUID | None]
     ci_id: Mapped[uuid.UUID | None]
-    category: Mapped[CostCategory] = mapped_column(
-        Enum(CostCategory, name="cost_category", schema=SCHEMA, values_callable=lambda e: [m.value for m in e]))
+    category: Mapped[CostCategory] = mapped_column(pg_enum(CostCategory, "cost_category", SCHEMA))
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     description: Mapped[str | None] = mapped_column(Text)

@@ -33,6 +33,7 @@ from gaas.core.context import Actor
 from gaas.core.errors import Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit
 from gaas.core.pagination import SortKey, decode_offset, encode_offset, paginate
+from gaas.core.queries import where_equal, where_in_range
 from gaas.core.records import apply_patch, restore, soft_delete, stamp_created
 from gaas.core.settings import get_settings
 from gaas.costs import events
@@ -132,14 +133,9 @@ def list_entries(db: Session, actor: Actor, *, domain: str | None, service_id: u
         stmt = stmt.where(CostEntry.domain.in_(sorted(allowed)))
     if not include_deleted:
         stmt = stmt.where(CostEntry.deleted_at.is_(None))
-    for attr, value in ((CostEntry.domain, domain), (CostEntry.service_id, service_id), (CostEntry.ci_id, ci_id),
-                          (CostEntry.category, category), (CostEntry.currency, currency)):
-        if value is not None:
-            stmt = stmt.where(attr == value)
-    if period_from is not None:
-        stmt = stmt.where(CostEntry.period_start >= period_from)
-    if period_to is not None:
-        stmt = stmt.where(CostEntry.period_start < period_to)
+    stmt = where_equal(stmt, (CostEntry.domain, domain), (CostEntry.service_id, service_id),
+                       (CostEntry.ci_id, ci_id), (CostEntry.category, category), (CostEntry.currency, currency))
+    stmt = where_in_range(stmt, CostEntry.period_start, period_from, period_to)
     return paginate(stmt, id_column=CostEntry.id, sort_keys=COST_SORTS, sort=sort or "-period_start",
                     cursor=cursor, limit=limit, execute=db.scalars)
 

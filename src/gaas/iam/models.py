@@ -6,13 +6,13 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, Enum, ForeignKey, Integer, String, Text, func
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
 from gaas.core.errors import register_unique_fields
 from gaas.core.ids import new_id
-from gaas.core.models import AuditedMixin, Base, BaseTableMixin
+from gaas.core.models import AuditedMixin, Base, BaseTableMixin, pg_enum
 
 SCHEMA = "gaas_iam"
 
@@ -60,10 +60,7 @@ class User(BaseTableMixin, Base):
     # The application role has no SELECT on this column: it is written, never read back.
     password_hash: Mapped[str | None] = deferred(mapped_column(String(255)), raiseload=True)
     password_updated_at: Mapped[datetime | None]
-    status: Mapped[UserStatus] = mapped_column(
-        Enum(UserStatus, name="user_status", schema=SCHEMA, values_callable=lambda e: [m.value for m in e]),
-        default=UserStatus.active,
-    )
+    status: Mapped[UserStatus] = mapped_column(pg_enum(UserStatus, "user_status", SCHEMA), default=UserStatus.active)
     phone: Mapped[str | None] = mapped_column(String(50))
     language: Mapped[str | None] = mapped_column(String(10), default="en")
     timezone: Mapped[str | None] = mapped_column(String(50), default="UTC")

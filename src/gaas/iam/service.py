@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, func, or_, select, text
+from sqlalchemy import Select, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from gaas.audit import service as audit
 from gaas.core.context import SYSTEM_USER_EMAIL, SYSTEM_USER_ID, Actor, Grant, RequestInfo
 from gaas.core.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationProblem
 from gaas.core.pagination import SortKey, paginate
-from gaas.core.records import apply_patch, restore, soft_delete, stamp_created
+from gaas.core.records import apply_patch, hard_delete, restore, soft_delete, stamp_created
 from gaas.core.settings import get_settings
 from gaas.iam import security
 from gaas.iam.models import ApiToken, Domain, Role, User, UserRole, UserStatus
@@ -640,10 +640,7 @@ def unassign_role(db: Session, actor: Actor, user_id: uuid.UUID, assignment_id: 
         raise Forbidden("You cannot change the roles of a user outside your domains.")
     if user.id == actor.user_id and role is not None and "role.assign" in role.permissions:
         raise Conflict("You cannot remove your own role-administration role; ask another administrator.")
-    removed = db.execute(delete(UserRole).where(UserRole.id == ur.id)).rowcount
-    if removed != 1:  # row-level security refused it: never report a removal that did not happen
-        raise Forbidden("The database refused to remove this assignment for you.")
-    db.expunge(ur)
+    hard_delete(db, ur)
     audit.record(db, action="unassign_role", entity_type="user", entity_id=user_id, domain=user.domain,
                  changes={"before": {"role": role.name if role else None, "role_id": ur.role_id,
                                      "scope_type": ur.scope_type, "scope_id": ur.scope_id,
