@@ -20,6 +20,7 @@ OPENAPI_TAGS = [
     {"name": "tokens", "description": "API tokens"},
     {"name": "services", "description": "The service portfolio: hierarchy, relationships, stakeholders"},
     {"name": "costs", "description": "Cost entries"},
+    {"name": "cmdb", "description": "Configuration items, classes, relationships, impact analysis"},
     {"name": "reports", "description": "PPT balance and cost reports"},
     {"name": "audit", "description": "Audit log and record history"},
 ]
@@ -41,6 +42,7 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
 
     from gaas.audit.api import router as audit_router
     from gaas.catalog.api import router as catalog_router
+    from gaas.cmdb.api import router as cmdb_router
     from gaas.costs.api import router as costs_router
     from gaas.iam.api import router as iam_router
 
@@ -70,5 +72,6 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
     app.include_router(iam_router)
     app.include_router(catalog_router)
     app.include_router(costs_router)
+    app.include_router(cmdb_router)
     app.include_router(audit_router)  # last: its /{resource}/{id}/history route is generic
     return app

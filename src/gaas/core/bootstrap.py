@@ -115,7 +115,8 @@ def _grant_version_table(owner_url: URL, role: str) -> None:
 
 
 def _sync_reference_data(owner_url: URL) -> None:
-    """Default roles follow the permission catalogue in code; run as the system actor."""
+    """Default roles and CI classes follow the code; run as the system actor."""
+    from gaas.cmdb import service as cmdb
     from gaas.iam import service as iam
 
     engine = create_engine(owner_url, poolclass=pool.NullPool)
@@ -124,6 +125,7 @@ def _sync_reference_data(owner_url: URL) -> None:
 
         with unit_of_work(iam.system_actor(), sessionmaker(bind=engine, expire_on_commit=False)) as db:
             iam.sync_default_roles(db, iam.system_actor())
+            cmdb.sync_default_classes(db, iam.system_actor())
     finally:
         engine.dispose()
 

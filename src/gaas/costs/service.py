@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session
 
 from gaas.catalog import service as catalog
+from gaas.cmdb import service as cmdb
 from gaas.core.context import Actor
 from gaas.core.errors import Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit
@@ -62,20 +63,30 @@ def _require(db: Session, actor: Actor, permission: str, entry_domain: str, serv
 
 
 def _new_entry(db: Session, actor: Actor, data: CostEntryCreate, cache: dict[uuid.UUID, Any]) -> CostEntry:
-    """Validate one entry: the entry's domain is its service's; a CI reference waits for the CMDB."""
+    """Validate one entry: its domain is its service's (or its CI's), checked by those modules."""
     if data.service_id is None and data.ci_id is None:
         raise ValidationProblem.field("service_id", "a cost entry is for a service, a CI or both", "missing")
+    domains: list[tuple[str, str | None]] = []
+    service = None
+    if data.service_id is not None:
+        service = _service(db, actor, data.service_id, cache)
+        if service is None:
+            raise ValidationProblem.field("service_id", "no such service", "unknown_service")
+        domains.append(("service_id", service.domain))
     if data.ci_id is not None:
-        raise ValidationProblem.field("ci_id", "CI references need the CMDB, which this installation does not "
-                                      "have yet", "unsupported")
-    service = _service(db, actor, data.service_id, cache)
-    if service is None:
-        raise ValidationProblem.field("service_id", "no such service", "unknown_service")
-    if data.domain is not None and data.domain != service.domain:
-        raise ValidationProblem.field("domain", f"the service is in domain '{service.domain}'", "domain_mismatch")
-    _require(db, actor, "cost.manage", service.domain, service)
-    entry = CostEntry(**data.model_dump(exclude={"metadata", "domain"}), domain=service.domain,
-                      metadata_=data.metadata)
+        ci = cmdb.ci_exists(db, actor, data.ci_id)
+        if ci is None:
+            raise ValidationProblem.field("ci_id", "no such configuration item", "unknown_ci")
+        domains.append(("ci_id", ci.domain or data.domain or (service.domain if service else None)))
+    domain = data.domain or domains[0][1]
+    if domain is None:
+        raise ValidationProblem.field("domain", "a shared CI's cost needs the domain that pays it", "missing")
+    for field, value in domains:
+        if value != domain:
+            raise ValidationProblem.field("domain" if data.domain else field,
+                                          f"the {field.removesuffix('_id')} is in domain '{value}'", "domain_mismatch")
+    _require(db, actor, "cost.manage", domain, service)
+    entry = CostEntry(**data.model_dump(exclude={"metadata", "domain"}), domain=domain, metadata_=data.metadata)
     stamp_created(entry, actor)
     return entry
 

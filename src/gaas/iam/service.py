@@ -295,6 +295,11 @@ def user_allowed_in_domain(db: Session, user_id: uuid.UUID, domain: str) -> bool
                           {"uid": user_id, "domain": domain}))
 
 
+def user_is_active(db: Session, user_id: uuid.UUID) -> bool:
+    """For other modules: an existing, active user (of any domain)."""
+    return bool(db.scalar(text("SELECT gaas_iam.user_is_active(:uid)"), {"uid": user_id}))
+
+
 def create_user(db: Session, actor: Actor, data: UserCreate) -> User:
     require(actor, "user.create", data.domain)
     require_active_domain(db, data.domain)

@@ -1,0 +1,466 @@
+"""The CMDB's rules: classes with JSON-Schema-validated attributes, configuration items,
+relationships and impact analysis. The only entry to gaas_cmdb."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from sqlalchemy import Select, literal, or_, select, text
+from sqlalchemy.orm import Session
+
+from gaas.audit import service as audit
+from gaas.catalog import service as catalog
+from gaas.cmdb import events
+from gaas.cmdb.classes import DEFAULT_CLASSES
+from gaas.cmdb.models import (
+    IMPACT_TYPES,
+    CIClass,
+    CIRelationship,
+    CIRelationshipType,
+    CIStatus,
+    ConfigurationItem,
+    Environment,
+)
+from gaas.cmdb.schemas import (
+    CIClassCreate,
+    CIClassUpdate,
+    CICreate,
+    CIOut,
+    CIRelationshipCreate,
+    CIUpdate,
+    ImpactedCI,
+    ImpactedService,
+    ImpactReport,
+    PathStep,
+)
+from gaas.core.context import Actor
+from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
+from gaas.core.events import emit
+from gaas.core.pagination import SortKey, decode_offset, encode_offset, paginate
+from gaas.core.queries import where_equal
+from gaas.core.records import apply_patch, hard_delete, restore, soft_delete, stamp_created
+from gaas.iam import service as iam
+
+CI_SORTS = (SortKey("number", ConfigurationItem.number), SortKey("name", ConfigurationItem.name),
+            SortKey("created_at", ConfigurationItem.created_at), SortKey("updated_at", ConfigurationItem.updated_at))
+CLASS_SORTS = (SortKey("name", CIClass.name),)
+# Identification rules may name these record fields besides attributes.
+RECORD_KEYS = frozenset({"domain", "name", "environment"})
+MAX_IMPACT_DEPTH = 25
+
+
+def require(actor: Actor, permission: str, domain: str | None) -> None:
+    if not actor.can(permission, domain):
+        where = f"domain '{domain}'" if domain else "shared (global) infrastructure"
+        raise Forbidden(f"This needs the '{permission}' permission in {where}.", permission=permission)
+
+
+# ---- classes ------------------------------------------------------------------------------------
+
+def sync_default_classes(db: Session, actor: Actor) -> int:
+    """Create the default classes, or bring them in step with the code."""
+    changed = 0
+    for name, (label, schema, recommended, identification, precedence) in DEFAULT_CLASSES.items():
+        cls = db.scalar(select(CIClass).where(CIClass.name == name, CIClass.domain.is_(None)))
+        values = {"label": label, "attribute_schema": schema, "recommended": recommended,
+                  "identification": identification, "source_precedence": precedence, "is_system": True}
+        if cls is None:
+            cls = CIClass(name=name, domain=None, **values)
+            stamp_created(cls, actor)
+            db.add(cls)
+            changed += 1
+        elif any(getattr(cls, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(cls, k, v)
+            cls.updated_by = actor.user_id
+            changed += 1
+    db.flush()
+    return changed
+
+
+def class_for(db: Session, name: str, domain: str | None) -> CIClass | None:
+    """The class a CI of `domain` uses: its domain's own class of that name, else the global one."""
+    rows = db.scalars(select(CIClass).where(CIClass.name == name, CIClass.deleted_at.is_(None),
+                                            or_(CIClass.domain.is_(None), CIClass.domain == domain))).all()
+    return next((c for c in rows if c.domain is not None), rows[0] if rows else None)
+
+
+def _check_class_definition(schema: dict[str, Any], recommended: list[str],
+                            identification: list[list[str]]) -> None:
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise ValidationProblem.field("attribute_schema", f"not a valid JSON Schema: {exc.message}") from exc
+    if schema.get("type") != "object":
+        raise ValidationProblem.field("attribute_schema", "must describe an object (\"type\": \"object\")")
+    known = set(schema.get("properties", {})) | RECORD_KEYS
+    for key in recommended:
+        if key not in schema.get("properties", {}):
+            raise ValidationProblem.field("recommended", f"'{key}' is not a property of the schema")
+    for index, rule in enumerate(identification):
+        if not rule:
+            raise ValidationProblem.field(f"identification.{index}", "an identification rule names attributes")
+        for key in rule:
+            if key not in known:
+                raise ValidationProblem.field(f"identification.{index}", f"'{key}' is not a property of the schema "
+                                              f"nor one of {sorted(RECORD_KEYS)}")
+
+
+def list_classes(db: Session, actor: Actor, *, domain: str | None, include_deleted: bool, cursor: str | None,
+                 limit: int) -> tuple[list[CIClass], str | None]:
+    stmt = select(CIClass)
+    if not include_deleted:
+        stmt = stmt.where(CIClass.deleted_at.is_(None))
+    stmt = where_equal(stmt, (CIClass.domain, domain))
+    return paginate(stmt, id_column=CIClass.id, sort_keys=CLASS_SORTS, sort=None, cursor=cursor, limit=limit,
+                    execute=db.scalars)
+
+
+def get_class(db: Session, actor: Actor, class_id: uuid.UUID) -> CIClass:
+    cls = db.get(CIClass, class_id)
+    if cls is None:
+        raise NotFound(f"No CI class {class_id}.")
+    return cls
+
+
+def create_class(db: Session, actor: Actor, data: CIClassCreate) -> CIClass:
+    require(actor, "ci_class.manage", data.domain)
+    iam.require_active_domain(db, data.domain)
+    _check_class_definition(data.attribute_schema, data.recommended, data.identification)
+    cls = CIClass(**data.model_dump(), is_system=False)
+    stamp_created(cls, actor)
+    db.add(cls)
+    db.flush()
+    return cls
+
+
+def update_class(db: Session, actor: Actor, class_id: uuid.UUID, data: CIClassUpdate, if_match: int | None) -> CIClass:
+    cls = get_class(db, actor, class_id)
+    require(actor, "ci_class.manage", cls.domain)
+    changes = data.model_dump(exclude_unset=True, exclude={"version"})
+    _check_class_definition(changes.get("attribute_schema", cls.attribute_schema),
+                            changes.get("recommended", cls.recommended),
+                            changes.get("identification", cls.identification))
+    apply_patch(cls, actor, changes, header_version=if_match, body_version=data.version)
+    db.flush()
+    return cls
+
+
+def delete_class(db: Session, actor: Actor, class_id: uuid.UUID, if_match: int | None) -> CIClass:
+    cls = get_class(db, actor, class_id)
+    require(actor, "ci_class.manage", cls.domain)
+    if cls.is_system:
+        raise Conflict(f"'{cls.name}' is a default class and cannot be deleted.")
+    in_use = db.scalar(select(ConfigurationItem.number).where(ConfigurationItem.ci_class == cls.name,
+                                                              ConfigurationItem.deleted_at.is_(None)).limit(1))
+    if in_use:
+        raise Conflict(f"CIs of class '{cls.name}' exist (e.g. {in_use}); retire or reclassify them first.")
+    soft_delete(cls, actor, header_version=if_match)
+    db.flush()
+    return cls
+
+
+def restore_class(db: Session, actor: Actor, class_id: uuid.UUID) -> CIClass:
+    cls = get_class(db, actor, class_id)
+    require(actor, "ci_class.manage", cls.domain)
+    restore(cls, actor)
+    db.flush()
+    return cls
+
+
+def validate_attributes(cls: CIClass, attributes: dict[str, Any]) -> None:
+    """422 naming each attribute that breaks the class's JSON Schema."""
+    validator = Draft202012Validator(cls.attribute_schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    errors = []
+    for error in sorted(validator.iter_errors(attributes), key=lambda e: list(e.path)):
+        path = [str(p) for p in error.path]
+        if error.validator == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else ""
+            path = [missing] if missing else path
+        field = ".".join(["attributes", *path])
+        errors.append({"field": field, "message": error.message, "type": f"schema_{error.validator}"})
+    if errors:
+        raise ValidationProblem(f"The attributes do not fit class '{cls.name}'.", errors=errors)
+
+
+# ---- configuration items ----------------------------------------------------------------------------
+
+def get_ci(db: Session, actor: Actor, ci_id: uuid.UUID, *, include_deleted: bool = True) -> ConfigurationItem:
+    ci = db.get(ConfigurationItem, ci_id)
+    if ci is None or (ci.deleted_at is not None and not include_deleted) or not _can_view(actor, ci.domain):
+        raise NotFound(f"No configuration item {ci_id}.")
+    return ci
+
+
+def _can_view(actor: Actor, domain: str | None) -> bool:
+    return actor.can("ci.view", domain) or (domain is None and actor.can_anywhere("ci.view"))
+
+
+def ci_exists(db: Session, actor: Actor, ci_id: uuid.UUID) -> ConfigurationItem | None:
+    """For other modules: the live CI the caller can see."""
+    ci = db.get(ConfigurationItem, ci_id)
+    if ci is None or ci.deleted_at is not None or not (actor.sees(ci.domain) or ci.domain is None):
+        return None
+    return ci
+
+
+def _check_people_and_service(db: Session, actor: Actor, domain: str | None, values: dict[str, Any]) -> None:
+    for field in ("owner_id", "managed_by"):
+        user_id = values.get(field)
+        if user_id is None:
+            continue
+        ok = iam.user_allowed_in_domain(db, user_id, domain) if domain else iam.user_is_active(db, user_id)
+        if not ok:
+            raise ValidationProblem.field(field, "no active user allowed in this domain has this id", "unknown_user")
+    if values.get("service_id") is not None and catalog.service_exists(db, actor, values["service_id"],
+                                                                      domain=domain) is None:
+        raise ValidationProblem.field("service_id", "no such service in the CI's domain", "unknown_service")
+
+
+def create_ci(db: Session, actor: Actor, data: CICreate) -> ConfigurationItem:
+    require(actor, "ci.create", data.domain)
+    iam.require_active_domain(db, data.domain)
+    cls = class_for(db, data.ci_class, data.domain)
+    if cls is None:
+        raise ValidationProblem.field("ci_class", f"no class '{data.ci_class}'", "unknown_class")
+    validate_attributes(cls, data.attributes)
+    values = data.model_dump()
+    _check_people_and_service(db, actor, data.domain, values)
+    ci = ConfigurationItem(**values)
+    stamp_created(ci, actor)
+    db.add(ci)
+    db.flush()
+    emit(db, events.CI_CREATED, domain=ci.domain, entity_type="ci", entity_id=ci.id,
+         payload={"number": ci.number, "name": ci.name, "ci_class": ci.ci_class, "service_id": ci.service_id})
+    return ci
+
+
+def update_ci(db: Session, actor: Actor, ci_id: uuid.UUID, data: CIUpdate, if_match: int | None) -> ConfigurationItem:
+    ci = get_ci(db, actor, ci_id, include_deleted=False)
+    require(actor, "ci.edit", ci.domain)
+    changes = data.model_dump(exclude_unset=True, exclude={"version"})
+    if "attributes" in changes:
+        cls = class_for(db, ci.ci_class, ci.domain)
+        if cls is not None:
+            validate_attributes(cls, changes["attributes"])
+    _check_people_and_service(db, actor, ci.domain, changes)
+    old_status = ci.status
+    apply_patch(ci, actor, changes, header_version=if_match, body_version=data.version)
+    modified = db.is_modified(ci)
+    db.flush()
+    if modified:
+        emit(db, events.CI_UPDATED, domain=ci.domain, entity_type="ci", entity_id=ci.id,
+             payload={"number": ci.number, "changed": sorted(changes)})
+        if ci.status != old_status:
+            emit(db, events.CI_STATUS_CHANGED, domain=ci.domain, entity_type="ci", entity_id=ci.id,
+                 payload={"number": ci.number, "from": old_status, "to": ci.status})
+    return ci
+
+
+def delete_ci(db: Session, actor: Actor, ci_id: uuid.UUID, if_match: int | None) -> ConfigurationItem:
+    ci = get_ci(db, actor, ci_id)
+    require(actor, "ci.delete", ci.domain)
+    soft_delete(ci, actor, header_version=if_match)
+    db.flush()
+    emit(db, events.CI_DELETED, domain=ci.domain, entity_type="ci", entity_id=ci.id, payload={"number": ci.number})
+    return ci
+
+
+def restore_ci(db: Session, actor: Actor, ci_id: uuid.UUID) -> ConfigurationItem:
+    ci = get_ci(db, actor, ci_id)
+    require(actor, "ci.delete", ci.domain)
+    restore(ci, actor)
+    db.flush()
+    return ci
+
+
+def _attribute_filter(key: str, value: str):
+    """`attributes @> {"key": value}`, served by the GIN index; a value that reads as a JSON number
+    or boolean also matches that typed value."""
+    candidates = [{key: value}]
+    try:
+        typed = json.loads(value)
+        if isinstance(typed, int | float | bool):
+            candidates.append({key: typed})
+    except ValueError:
+        pass
+    return or_(*(ConfigurationItem.attributes.contains(c) for c in candidates))
+
+
+def list_cis(db: Session, actor: Actor, *, domain: str | None, ci_class: str | None, status: CIStatus | None,
+             environment: Environment | None, service_id: uuid.UUID | None, q: str | None,
+             attributes: dict[str, str], include_deleted: bool, sort: str | None, cursor: str | None,
+             limit: int) -> tuple[list[ConfigurationItem], str | None]:
+    if not actor.can_anywhere("ci.view"):
+        raise Forbidden("Listing CIs needs the 'ci.view' permission.", permission="ci.view")
+    stmt: Select = select(ConfigurationItem)
+    allowed = actor.domains_with("ci.view")
+    if allowed is not None:
+        stmt = stmt.where(or_(ConfigurationItem.domain.is_(None), ConfigurationItem.domain.in_(sorted(allowed))))
+    if not include_deleted:
+        stmt = stmt.where(ConfigurationItem.deleted_at.is_(None))
+    stmt = where_equal(stmt, (ConfigurationItem.domain, domain), (ConfigurationItem.ci_class, ci_class),
+                       (ConfigurationItem.status, status), (ConfigurationItem.environment, environment),
+                       (ConfigurationItem.service_id, service_id))
+    for key, value in attributes.items():
+        stmt = stmt.where(_attribute_filter(key, value))
+    if q:
+        return _search(db, stmt, q.strip(), cursor, limit)
+    return paginate(stmt, id_column=ConfigurationItem.id, sort_keys=CI_SORTS, sort=sort, cursor=cursor, limit=limit,
+                    execute=db.scalars)
+
+
+def _search(db: Session, stmt: Select, q: str, cursor: str | None, limit: int):
+    """Fuzzy name search: trigram word similarity (`<%`, served by the GIN trigram index), also
+    catching partial host names by ILIKE; best matches first."""
+    offset = decode_offset(cursor)
+    db.execute(text("SELECT set_config('pg_trgm.word_similarity_threshold', '0.4', true)"))
+    like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    rank = text("word_similarity(:q, gaas_cmdb.configuration_items.name) DESC").bindparams(q=q)
+    stmt = (stmt.where(or_(literal(q).op("<%")(ConfigurationItem.name), ConfigurationItem.name.ilike(like)))
+            .order_by(rank, ConfigurationItem.id).offset(offset).limit(limit + 1))
+    rows = list(db.scalars(stmt))
+    return (rows[:limit], encode_offset(offset + limit)) if len(rows) > limit else (rows, None)
+
+
+# ---- relationships ------------------------------------------------------------------------------------
+
+def _writable_ci(db: Session, actor: Actor, ci_id: uuid.UUID, field: str) -> ConfigurationItem:
+    ci = ci_exists(db, actor, ci_id)
+    if ci is None:
+        raise ValidationProblem.field(field, "no such configuration item", "unknown_ci")
+    if not actor.can("ci.edit", ci.domain):
+        raise Forbidden(f"Linking {ci.number} needs the 'ci.edit' permission in its domain.", permission="ci.edit")
+    return ci
+
+
+def create_relationship(db: Session, actor: Actor, data: CIRelationshipCreate) -> CIRelationship:
+    if data.source_ci_id == data.target_ci_id:
+        raise ValidationProblem.field("target_ci_id", "a CI cannot relate to itself", "self")
+    source = _writable_ci(db, actor, data.source_ci_id, "source_ci_id")
+    target = _writable_ci(db, actor, data.target_ci_id, "target_ci_id")
+    duplicate = db.scalar(select(CIRelationship.id).where(
+        CIRelationship.source_ci_id == source.id, CIRelationship.target_ci_id == target.id,
+        CIRelationship.relationship_type == data.relationship_type))
+    if duplicate is not None:
+        raise Conflict("This relationship already exists.", existing_id=str(duplicate),
+                       errors=[{"field": "target_ci_id", "message": "duplicate", "type": "unique"}])
+    rel = CIRelationship(**data.model_dump(), created_by=actor.user_id)
+    db.add(rel)
+    db.flush()
+    audit.record(db, action="add_relationship", entity_type="ci", entity_id=source.id, domain=source.domain,
+                 changes={"after": {"relationship_id": rel.id, "type": data.relationship_type,
+                                    "target_ci_id": target.id, "target": target.number}})
+    db.refresh(rel)
+    return rel
+
+
+def list_relationships(db: Session, actor: Actor, *, ci_id: uuid.UUID | None, source_ci_id: uuid.UUID | None,
+                       target_ci_id: uuid.UUID | None, type_: CIRelationshipType | None, cursor: str | None,
+                       limit: int) -> tuple[list[CIRelationship], str | None]:
+    if not actor.can_anywhere("ci.view"):
+        raise Forbidden("Listing relationships needs the 'ci.view' permission.", permission="ci.view")
+    stmt = where_equal(select(CIRelationship), (CIRelationship.source_ci_id, source_ci_id),
+                       (CIRelationship.target_ci_id, target_ci_id), (CIRelationship.relationship_type, type_))
+    if ci_id is not None:
+        stmt = stmt.where(or_(CIRelationship.source_ci_id == ci_id, CIRelationship.target_ci_id == ci_id))
+    return paginate(stmt, id_column=CIRelationship.id, sort_keys=(SortKey("created_at", CIRelationship.created_at),),
+                    sort=None, cursor=cursor, limit=limit, execute=db.scalars)
+
+
+def delete_relationship(db: Session, actor: Actor, relationship_id: uuid.UUID) -> None:
+    rel = db.get(CIRelationship, relationship_id)
+    if rel is None:
+        raise NotFound(f"No relationship {relationship_id}.")
+    source = _writable_ci(db, actor, rel.source_ci_id, "source_ci_id")
+    _writable_ci(db, actor, rel.target_ci_id, "target_ci_id")
+    hard_delete(db, rel)
+    audit.record(db, action="remove_relationship", entity_type="ci", entity_id=source.id, domain=source.domain,
+                 changes={"before": {"relationship_id": rel.id, "type": rel.relationship_type,
+                                     "target_ci_id": rel.target_ci_id}})
+
+
+# ---- impact analysis ------------------------------------------------------------------------------------
+
+_STEP_DEPENDENTS = text("""
+    SELECT r.source_ci_id AS reached, r.target_ci_id AS via, r.relationship_type::text AS type
+    FROM gaas_cmdb.ci_relationships r
+    JOIN gaas_cmdb.configuration_items c ON c.id = r.source_ci_id AND c.deleted_at IS NULL
+    WHERE r.target_ci_id = ANY(:frontier) AND r.relationship_type::text = ANY(:types)
+    ORDER BY r.source_ci_id, r.target_ci_id, r.relationship_type""")
+_STEP_DEPENDENCIES = text("""
+    SELECT r.target_ci_id AS reached, r.source_ci_id AS via, r.relationship_type::text AS type
+    FROM gaas_cmdb.ci_relationships r
+    JOIN gaas_cmdb.configuration_items c ON c.id = r.target_ci_id AND c.deleted_at IS NULL
+    WHERE r.source_ci_id = ANY(:frontier) AND r.relationship_type::text = ANY(:types)
+    ORDER BY r.target_ci_id, r.source_ci_id, r.relationship_type""")
+
+
+def _walk(db: Session, root: uuid.UUID, *, dependents: bool, types: list[str],
+          max_depth: int) -> dict[uuid.UUID, tuple[int, uuid.UUID | None, str | None]]:
+    """Breadth-first, one query per level: each CI once, at its shortest depth, with the CI and
+    relationship it was first reached through (row-level security hides what the caller may not see)."""
+    step = _STEP_DEPENDENTS if dependents else _STEP_DEPENDENCIES
+    reached: dict[uuid.UUID, tuple[int, uuid.UUID | None, str | None]] = {root: (0, None, None)}
+    frontier = [root]
+    for depth in range(1, max_depth + 1):
+        if not frontier:
+            break
+        next_frontier = []
+        for row in db.execute(step, {"frontier": frontier, "types": types}):
+            if row.reached not in reached:
+                reached[row.reached] = (depth, row.via, row.type)
+                next_frontier.append(row.reached)
+        frontier = next_frontier
+    return reached
+
+
+def _path(reached: dict, ci_id: uuid.UUID) -> list[PathStep]:
+    steps = []
+    while True:
+        _, via, type_ = reached[ci_id]
+        if via is None:
+            return list(reversed(steps))
+        steps.append(PathStep(ci_id=ci_id, relationship_type=type_))
+        ci_id = via
+
+
+def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = True, max_depth: int = 10,
+           relationship_types: list[CIRelationshipType] | None = None) -> ImpactReport:
+    """What fails with this CI (dependents), or what it needs (dependencies), and the services and
+    business services reached."""
+    root = get_ci(db, actor, ci_id, include_deleted=False)
+    if not 1 <= max_depth <= MAX_IMPACT_DEPTH:
+        raise ValidationProblem.field("max_depth", f"must be between 1 and {MAX_IMPACT_DEPTH}")
+    types = relationship_types or list(IMPACT_TYPES)
+    reached = _walk(db, root.id, dependents=dependents, types=[t.value for t in types], max_depth=max_depth)
+    ids = [i for i in reached if i != root.id]
+    cis = []
+    by_service: dict[uuid.UUID, list[uuid.UUID]] = {}
+    if root.service_id:
+        by_service.setdefault(root.service_id, []).append(root.id)
+    for row in db.execute(select(ConfigurationItem).where(ConfigurationItem.id.in_(ids))).scalars() if ids else []:
+        depth = reached[row.id][0]
+        cis.append(ImpactedCI(id=row.id, number=row.number, name=row.name, ci_class=row.ci_class, domain=row.domain,
+                              status=row.status, service_id=row.service_id, depth=depth, path=_path(reached, row.id)))
+        if row.service_id:
+            by_service.setdefault(row.service_id, []).append(row.id)
+    cis.sort(key=lambda c: (c.depth, c.name, str(c.id)))
+    services, business = catalog.services_with_business_ancestors(db, actor, list(by_service))
+    via_cis = {sid: sorted(ci_ids) for sid, ci_ids in by_service.items()}
+
+    def as_service(entry: dict, origins: list[uuid.UUID]) -> ImpactedService:
+        cis_via = sorted({c for origin in origins for c in via_cis.get(origin, [])})
+        return ImpactedService(**{k: entry[k] for k in ("id", "number", "name", "type", "domain", "sla_target")},
+                               via_ci_ids=cis_via)
+
+    return ImpactReport(
+        ci=CIOut.model_validate(root), direction="dependents" if dependents else "dependencies", max_depth=max_depth,
+        relationship_types=types, cis=cis,
+        services=[as_service(s, [s["id"]]) for s in services],
+        business_services=[as_service(b, b["via"]) for b in business],
+    )

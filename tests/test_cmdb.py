@@ -1,0 +1,221 @@
+"""The CMDB: configuration items and classes through the battery, then relationships,
+attribute validation and filters, and impact analysis."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+import pytest
+
+from tests.battery import ResourceBattery
+from tests.support import Person, World, assert_problem, audit_rows, rid, unique
+
+
+class TestCIs(ResourceBattery):
+    path = "/api/v1/cis"
+    entity_type = "ci"
+    table = "gaas_cmdb.configuration_items"
+    history_resource = "cis"
+    list_filter = "q"
+    update: ClassVar[dict[str, Any]] = {"name": "renamed-host", "status": "maintenance"}
+    owners: ClassVar[dict[str, uuid.UUID]] = {}
+    bad_inputs = [
+        ({"attributes": {"hostname": "h", "ip": "999.1.1.1"}}, "attributes.ip"),
+        ({"attributes": {"ip": "10.0.0.1"}}, "attributes.hostname"),
+        ({"attributes": {"hostname": "h", "cpu_cores": "eight"}}, "attributes.cpu_cores"),
+        ({"ci_class": "spaceship"}, "ci_class"),
+        ({"environment": "moon"}, "environment"),
+        ({"status": "exploded"}, "status"),
+        ({"owner_id": str(uuid.uuid4())}, "owner_id"),
+        ({"service_id": str(uuid.uuid4())}, "service_id"),
+        ({"attributes": "not an object"}, "attributes"),
+        ({"name": "x" * 201}, "name"),
+    ]
+
+    def writer(self, world: World, domain: str) -> Person:
+        person = world.user(domain, "cmdb_admin")
+        self.owners.setdefault(domain, person.id)
+        return person
+
+    def non_writer(self, world: World, domain: str) -> Person:
+        return world.user(domain, "auditor")
+
+    def body(self, domain: str) -> dict[str, Any]:
+        return {"domain": domain, "name": unique("web-"), "ci_class": "server", "environment": "production",
+                "owner_id": str(self.owners[domain]),
+                "attributes": {"hostname": unique("web"), "ip": "10.0.1.50", "os": "Ubuntu 22.04", "cpu_cores": 8}}
+
+    def filter_value(self, record: dict[str, Any]) -> str:
+        return record["name"]
+
+
+class TestCIClasses(ResourceBattery):
+    path = "/api/v1/ci-classes"
+    entity_type = "ci_class"
+    table = "gaas_cmdb.ci_classes"
+    history_resource = "ci-classes"
+    list_filter = "domain"
+    update: ClassVar[dict[str, Any]] = {"label": "Printers and scanners", "staleness_days": 30}
+    bad_inputs = [
+        ({"attribute_schema": {"type": "array"}}, "attribute_schema"),
+        ({"attribute_schema": {"type": "object", "properties": {"x": {"type": "nonsense"}}}}, "attribute_schema"),
+        ({"identification": [["colour"]]}, "identification.0"),
+        ({"recommended": ["colour"]}, "recommended"),
+        ({"name": "Bad Name"}, "name"),
+        ({"staleness_days": 0}, "staleness_days"),
+    ]
+
+    def writer(self, world: World, domain: str) -> Person:
+        return world.user(domain, "cmdb_admin")
+
+    def non_writer(self, world: World, domain: str) -> Person:
+        return world.user(domain, "service_desk_agent")
+
+    def body(self, domain: str) -> dict[str, Any]:
+        return {"name": unique("printer_"), "label": "Printer", "domain": domain,
+                "attribute_schema": {"type": "object", "properties": {"serial": {"type": "string"},
+                                                                      "ip": {"type": "string", "format": "ipv4"}},
+                                     "required": ["serial"]},
+                "recommended": ["ip"], "identification": [["serial"]]}
+
+    def filter_value(self, record: dict[str, Any]) -> str:
+        return record["domain"]
+
+
+@pytest.fixture(scope="module")
+def infra(world: World):
+    domain = world.domain()
+    admin = world.user(domain, "cmdb_admin")
+    return {"domain": domain, "admin": admin}
+
+
+def ci(client, who: Person, domain: str | None, ci_class: str = "server", **extra: Any) -> dict[str, Any]:
+    attributes = extra.pop("attributes", None)
+    if attributes is None:
+        attributes = {"hostname": unique("h")} if ci_class in ("server", "virtual_machine", "network_device") else {}
+    body = {"domain": domain, "name": extra.pop("name", unique(f"{ci_class}-")), "ci_class": ci_class,
+            "environment": "production", "owner_id": str(who.id), "attributes": attributes, **extra}
+    response = client.post("/api/v1/cis", json=body, headers=who.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def link(client, who: Person, source: dict, target: dict, type_: str = "depends_on") -> dict:
+    response = client.post("/api/v1/ci-relationships", json={"source_ci_id": source["id"], "target_ci_id": target["id"],
+                                                             "relationship_type": type_}, headers=who.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_default_classes_ship(client, infra):
+    names = {c["name"] for c in client.get("/api/v1/ci-classes", params={"limit": 100},
+                                           headers=infra["admin"].headers).json()["items"] if c["is_system"]}
+    assert names == {"server", "virtual_machine", "database", "application", "network_device", "storage",
+                     "load_balancer", "container_cluster"}
+
+
+def test_numbers_and_attribute_containment(client, infra):
+    admin, domain = infra["admin"], infra["domain"]
+    ubuntu = ci(client, admin, domain, attributes={"hostname": unique("u"), "os": "Ubuntu 22.04", "cpu_cores": 8})
+    ci(client, admin, domain, attributes={"hostname": unique("r"), "os": "RHEL 9", "cpu_cores": 4})
+    assert ubuntu["number"].startswith("CI") and len(ubuntu["number"]) == 9
+    found = client.get("/api/v1/cis", params={"attr.os": "Ubuntu 22.04", "domain": domain},
+                       headers=admin.headers).json()["items"]
+    assert [c["id"] for c in found] == [ubuntu["id"]]
+    found = client.get("/api/v1/cis", params={"attr.cpu_cores": "8", "domain": domain},
+                       headers=admin.headers).json()["items"]
+    assert [c["id"] for c in found] == [ubuntu["id"]]
+    assert client.get("/api/v1/cis", params={"attr.os": "Windows"}, headers=admin.headers).json()["items"] == []
+
+
+def test_fuzzy_name_search_finds_partial_hostnames(client, infra):
+    admin, domain = infra["admin"], infra["domain"]
+    target = ci(client, admin, domain, name="hc-prod-db-cluster-01", ci_class="database",
+                attributes={"engine": "PostgreSQL"})
+    for query in ("db-cluster", "hc prod db clustr", "cluster-01"):
+        items = client.get("/api/v1/cis", params={"q": query, "domain": domain}, headers=admin.headers).json()["items"]
+        assert items and items[0]["id"] == target["id"], query
+
+
+def test_relationship_rules(client, database, world, infra):
+    admin, domain = infra["admin"], infra["domain"]
+    app, server = ci(client, admin, domain, "application"), ci(client, admin, domain)
+    request_id = rid()
+    created = client.post("/api/v1/ci-relationships", json={"source_ci_id": app["id"], "target_ci_id": server["id"],
+                                                             "relationship_type": "runs_on"},
+                          headers={**admin.headers, "X-Request-ID": request_id})
+    assert created.status_code == 201
+    assert [r["action"] for r in audit_rows(database, request_id)] == ["add_relationship"]
+    body = {"source_ci_id": app["id"], "target_ci_id": server["id"], "relationship_type": "runs_on"}
+    assert_problem(client.post("/api/v1/ci-relationships", json=body, headers=admin.headers), 409, "target_ci_id")
+    assert_problem(client.post("/api/v1/ci-relationships", json={**body, "target_ci_id": app["id"]},
+                               headers=admin.headers), 422, "target_ci_id")
+    assert_problem(client.post("/api/v1/ci-relationships", json={**body, "relationship_type": "loves"},
+                               headers=admin.headers), 422, "relationship_type")
+    other = world.domain()
+    foreign = ci(client, world.user(other, "cmdb_admin"), other)
+    assert_problem(client.post("/api/v1/ci-relationships", json={**body, "target_ci_id": foreign["id"]},
+                               headers=admin.headers), 422, "target_ci_id")
+    # A global administrator who sees both domains may link across them.
+    root = world.admin()
+    assert client.post("/api/v1/ci-relationships", json={**body, "target_ci_id": foreign["id"]},
+                       headers=root.headers).status_code == 201
+    listed = client.get("/api/v1/ci-relationships", params={"ci": server["id"]}, headers=admin.headers).json()
+    assert [r["id"] for r in listed["items"]] == [created.json()["id"]]
+    assert client.delete(f"/api/v1/ci-relationships/{created.json()['id']}", headers=admin.headers).status_code == 204
+    reader = world.user(domain, "auditor")
+    rel = link(client, admin, app, server)
+    assert_problem(client.delete(f"/api/v1/ci-relationships/{rel['id']}", headers=reader.headers), 403)
+
+
+def test_impact_reaches_business_services_with_paths(client, world):
+    domain = world.domain()
+    admin = world.user(domain, "domain_admin")
+    from tests.test_catalog import make
+
+    business = make(client, admin, domain, "business", sla_target="99.90")
+    technical = make(client, admin, domain, "technical", business["id"])
+    switch = ci(client, admin, domain, "network_device", name="core-switch-1")
+    server = ci(client, admin, domain, name="srv-1")
+    vm = ci(client, admin, domain, "virtual_machine", name="vm-1")
+    database = ci(client, admin, domain, "database", name="db-1", attributes={"engine": "PostgreSQL"},
+                  service_id=technical["id"])
+    app = ci(client, admin, domain, "application", name="portal", service_id=technical["id"])
+    link(client, admin, server, switch, "depends_on")
+    link(client, admin, vm, server, "runs_on")
+    link(client, admin, database, vm, "runs_on")
+    link(client, admin, app, database, "depends_on")
+    link(client, admin, app, vm, "runs_on")      # a diamond: app is reached at depth 3 first
+    link(client, admin, switch, app, "depends_on")  # and a cycle back to the start
+    report = client.get(f"/api/v1/cis/{switch['id']}/impact", headers=admin.headers).json()
+    depths = {c["name"]: c["depth"] for c in report["cis"]}
+    assert depths == {"srv-1": 1, "vm-1": 2, "db-1": 3, "portal": 3}
+    portal = next(c for c in report["cis"] if c["name"] == "portal")
+    assert [s["ci_id"] for s in portal["path"]] == [server["id"], vm["id"], app["id"]]
+    assert [s["relationship_type"] for s in portal["path"]] == ["depends_on", "runs_on", "runs_on"]
+    assert [s["id"] for s in report["services"]] == [technical["id"]]
+    assert [(b["id"], b["sla_target"]) for b in report["business_services"]] == [(business["id"], "99.90")]
+    assert set(report["business_services"][0]["via_ci_ids"]) == {database["id"], app["id"]}
+    shallow = client.get(f"/api/v1/cis/{switch['id']}/impact", params={"max_depth": 1}, headers=admin.headers).json()
+    assert [c["name"] for c in shallow["cis"]] == ["srv-1"]
+    only_runs = client.get(f"/api/v1/cis/{vm['id']}/impact", params={"relationship_types": "runs_on"},
+                           headers=admin.headers).json()
+    assert {c["name"] for c in only_runs["cis"]} == {"db-1", "portal"}
+    needs = client.get(f"/api/v1/cis/{app['id']}/dependencies", headers=admin.headers).json()
+    assert {c["name"]: c["depth"] for c in needs["cis"]} == {"db-1": 1, "vm-1": 1, "srv-1": 2, "core-switch-1": 3}
+    assert_problem(client.get(f"/api/v1/cis/{app['id']}/impact", params={"relationship_types": "likes"},
+                              headers=admin.headers), 422, "relationship_types")
+    outsider = world.user(world.domain(), "cmdb_admin")
+    assert_problem(client.get(f"/api/v1/cis/{app['id']}/impact", headers=outsider.headers), 404)
+
+
+def test_cost_entries_can_name_a_ci(client, world):
+    domain = world.domain()
+    admin = world.user(domain, "domain_admin")
+    server = ci(client, admin, domain)
+    entry = client.post("/api/v1/cost-entries", json={"ci_id": server["id"], "category": "technology",
+                                                      "amount": "80.00", "period_start": "2026-01-01",
+                                                      "period_end": "2026-01-31"}, headers=admin.headers)
+    assert entry.status_code == 201, entry.text
+    assert entry.json()["domain"] == domain and entry.json()["service_id"] is None
