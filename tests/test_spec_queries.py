@@ -54,6 +54,7 @@ ORDER BY total_cost DESC
 def demo_loaded(database):
     counts = demo.load_demo()
     assert counts["domains"] == 3 and counts["services"] == 90 and counts["cost_entries"] > 2000
+    assert counts["cis"] > 60 and counts["ci_relationships"] > counts["cis"]
     assert demo.load_demo()["domains"] == 0  # loading twice does nothing
     return counts
 
@@ -91,3 +92,15 @@ def test_demo_users_can_log_in_and_see_their_domain_only(client, demo_loaded):
                                                       "date_to": "2030-01-01"},
                       headers={"Authorization": f"Bearer {justice}"}).json()["rows"]
     assert {r["currency"] for r in rows} == {"USD", "EUR"}
+
+
+def test_demo_core_switch_failure_reaches_business_services(client, demo_loaded):
+    login = client.post("/api/v1/auth/token", data={"username": "justice.cmdb_admin",
+                                                   "password": "gaas-demo-password"}).json()["access_token"]
+    headers = {"Authorization": f"Bearer {login}"}
+    switch = client.get("/api/v1/cis", params={"q": "jus-core-sw-1"}, headers=headers).json()["items"][0]
+    report = client.get(f"/api/v1/cis/{switch['id']}/impact", headers=headers).json()
+    classes = {c["ci_class"] for c in report["cis"]}
+    assert {"server", "virtual_machine", "database", "application"} <= classes
+    assert {b["name"] for b in report["business_services"]} == {"Case Management", "Court Scheduling"}
+    assert all(b["sla_target"] for b in report["business_services"])

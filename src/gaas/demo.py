@@ -171,7 +171,8 @@ def load_demo(*, seed: int = 2026, scale: int = 1,
     portfolio = generate(seed=seed, domains=3, business_per_domain=2 * scale)
     actor = iam.system_actor()
     rng = random.Random(seed + 2)
-    counts = {"domains": 0, "users": 0, "services": 0, "stakeholders": 0, "cost_entries": 0}
+    counts = {"domains": 0, "users": 0, "services": 0, "stakeholders": 0, "cis": 0, "ci_relationships": 0,
+              "cost_entries": 0}
     from gaas.iam.security import hash_password
 
     with unit_of_work(actor) as db:
@@ -220,6 +221,7 @@ def load_demo(*, seed: int = 2026, scale: int = 1,
                 current = catalog.get_service(db, actor, service_id)
                 catalog.update_service(db, actor, service_id, ServiceUpdate(status="deprecated",
                                                                             version=current.version), None)
+        counts.update(_load_infrastructure(db, actor, portfolio, real_ids, people, rng))
         batch = [CostEntryCreate(service_id=real_ids[c.service_id], category=c.category, amount=c.amount,
                                  currency=c.currency, period_start=c.period_start, period_end=c.period_end,
                                  description=c.description) for c in cost_entries(portfolio, seed=seed)]
@@ -227,3 +229,70 @@ def load_demo(*, seed: int = 2026, scale: int = 1,
             costs.create_entries(db, actor, batch[start:start + 1000])
         counts["cost_entries"] = len(batch)
     return counts
+
+
+def _load_infrastructure(db, actor, portfolio: Portfolio, real_ids: dict, people: dict,
+                         rng: random.Random) -> dict[str, int]:
+    """Per domain: a data-centre core (two switches, a storage array); per business service two
+    servers on the core, VMs on them, a database and the applications of its application
+    services. Impact on a core switch therefore reaches business services."""
+    from gaas.cmdb import service as cmdb
+    from gaas.cmdb.schemas import CICreate, CIRelationshipCreate
+
+    made = {"cis": 0, "ci_relationships": 0}
+
+    def add(domain: str, name: str, ci_class: str, attributes: dict, service=None) -> uuid.UUID:
+        made["cis"] += 1
+        return cmdb.create_ci(db, actor, CICreate(
+            domain=domain, name=name, ci_class=ci_class, environment="production", attributes=attributes,
+            owner_id=people[domain]["cmdb_admin"], managed_by=people[domain]["cmdb_admin"],
+            service_id=real_ids.get(service) if service else None, discovered_by="manual")).id
+
+    def link(source: uuid.UUID, target: uuid.UUID, type_: str) -> None:
+        made["ci_relationships"] += 1
+        cmdb.create_relationship(db, actor, CIRelationshipCreate(source_ci_id=source, target_ci_id=target,
+                                                                 relationship_type=type_))
+
+    children: dict[uuid.UUID, list[ServiceSeed]] = {}
+    for seed in portfolio.services:
+        children.setdefault(seed.parent_id, []).append(seed)
+    for d_index, (code, _) in enumerate(portfolio.domains):
+        prefix = code[:3]
+        switches = [add(code, f"{prefix}-core-sw-{i}", "network_device",
+                        {"hostname": f"{prefix}-core-sw-{i}", "ip": f"10.{100 + d_index}.0.{i}",
+                         "serial_number": f"SW{rng.randrange(10**8):08d}", "model": "Nexus 9300"}) for i in (1, 2)]
+        storage = add(code, f"{prefix}-san-1", "storage", {"serial_number": f"SAN{rng.randrange(10**8):08d}",
+                                                           "capacity_tb": 200, "vendor": "NetApp"})
+        business = [s for s in portfolio.services if s.domain == code and s.type == "business"]
+        for b_index, top in enumerate(business):
+            apps = [a for t in children.get(top.id, []) for a in children.get(t.id, [])]
+            infra = [i for a in apps for i in children.get(a.id, [])]
+            base = f"{prefix}-{b_index + 1:02d}"
+            for s_index in (1, 2):
+                host = f"{base}-srv-{s_index}"
+                server = add(code, host, "server", {"hostname": host, "ip": f"10.{b_index}.{s_index}.10",
+                                                    "os": "Ubuntu 22.04", "cpu_cores": 32, "ram_gb": 256,
+                                                    "serial_number": f"SRV{rng.randrange(10**8):08d}"},
+                             infra[s_index - 1].id if len(infra) >= s_index else None)
+                for switch in switches:
+                    link(server, switch, "depends_on")
+                link(server, storage, "backed_up_by")
+                vms = []
+                for v_index in (1, 2):
+                    name = f"{host}-vm-{v_index}"
+                    vm = add(code, name, "virtual_machine", {
+                        "hostname": name, "instance_id": f"vm-{rng.randrange(16**10):010x}", "os": "Ubuntu 22.04",
+                        "cpu_cores": 8, "ram_gb": 32})
+                    link(vm, server, "runs_on")
+                    vms.append(vm)
+                database = add(code, f"{host}-pg", "database", {"engine": "PostgreSQL", "version": "16.4",
+                                                                 "host": host, "port": 5432},
+                               infra[s_index + 1].id if len(infra) > s_index + 1 else None)
+                link(database, vms[0], "runs_on")
+                for a_index, app_service in enumerate(apps[(s_index - 1) * 2:(s_index - 1) * 2 + 2]):
+                    app = add(code, f"{app_service.name} app", "application",
+                              {"version": f"{rng.randrange(1, 5)}.{rng.randrange(10)}.0",
+                               "repo": f"git.gov.example/{code}/{base}-{s_index}-{a_index}"}, app_service.id)
+                    link(app, vms[a_index % 2], "runs_on")
+                    link(app, database, "depends_on")
+    return made
