@@ -219,3 +219,42 @@ def test_cost_entries_can_name_a_ci(client, world):
                                                       "period_end": "2026-01-31"}, headers=admin.headers)
     assert entry.status_code == 201, entry.text
     assert entry.json()["domain"] == domain and entry.json()["service_id"] is None
+
+
+def test_health_counts_and_links_to_the_offending_cis(client, world):
+    domain = world.domain()
+    admin = world.user(domain, "cmdb_admin")
+    full = {"ip": "10.1.1.1", "os": "Ubuntu", "location": "DC1"}
+    old = "2026-01-01T00:00:00Z"
+    complete = ci(client, admin, domain, attributes={"hostname": "a", "serial_number": "S-1", **full},
+                  last_discovered_at="2099-01-01T00:00:00Z", discovered_by="cmdb-scan")
+    sparse = ci(client, admin, domain, attributes={"hostname": "b", "serial_number": "S-2"})
+    stale = ci(client, admin, domain, attributes={"hostname": "c", "serial_number": "S-3", **full},
+               last_discovered_at=old, discovered_by="cmdb-scan")
+    twin_a = ci(client, admin, domain, attributes={"hostname": "d1", "serial_number": "DUP", **full})
+    twin_b = ci(client, admin, domain, attributes={"hostname": "d2", "serial_number": "DUP", **full})
+    retired = ci(client, admin, domain, attributes={"hostname": "e", "serial_number": "S-5", **full})
+    for member in (complete, sparse, stale, twin_a):
+        link(client, admin, member, retired, "depends_on")
+    version = client.get(f"/api/v1/cis/{retired['id']}", headers=admin.headers).json()["version"]
+    client.patch(f"/api/v1/cis/{retired['id']}", json={"status": "retired", "version": version},
+                 headers=admin.headers).raise_for_status()
+
+    rows = client.get("/api/v1/cmdb/health", params={"domain": domain}, headers=admin.headers).json()
+    assert [(r["domain"], r["ci_class"], r["total"]) for r in rows] == [(domain, "server", 5)]
+    row = rows[0]
+
+    def listed(flag: str) -> set[str]:
+        url = row[flag]["list"]
+        items = client.get(url, headers=admin.headers).json()["items"]
+        assert len(items) == row[flag]["count"], flag
+        return {item["name"] for item in items}
+
+    assert listed("missing_recommended") == {sparse["name"]}
+    assert listed("stale") == {stale["name"]}
+    assert listed("duplicate") == {twin_a["name"], twin_b["name"]}
+    assert listed("orphan") == {twin_b["name"]}
+    assert listed("broken_links") == {complete["name"], sparse["name"], stale["name"], twin_a["name"]}
+    assert listed("missing_required") == set()
+    assert row["completeness_pct"] == 100.0
+    assert_problem(client.get("/api/v1/cis", params={"health": "haunted"}, headers=admin.headers), 422, "health")

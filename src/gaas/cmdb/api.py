@@ -103,11 +103,13 @@ def list_cis(request: Request, db: DbSession, actor: CurrentActor, limit: PageLi
              service_id: Annotated[uuid.UUID | None, Query(alias="service")] = None,
              q: Annotated[str | None, Query(max_length=200, description="Fuzzy name search")] = None,
              include_deleted: bool = False, sort: Annotated[str | None, Query(max_length=50)] = None,
+             health: Annotated[str | None, Query(max_length=50, description="Only CIs with this health problem "
+                                                 "(see /cmdb/health)")] = None,
              cursor: Cursor = None) -> Page[CIOut]:
     rows, next_cursor = service.list_cis(db, actor, domain=domain, ci_class=ci_class, status=status,
                                          environment=environment, service_id=service_id, q=q,
                                          attributes=_attribute_filters(request), include_deleted=include_deleted,
-                                         sort=sort, cursor=cursor, limit=limit)
+                                         sort=sort, cursor=cursor, limit=limit, health_flag=health)
     return Page[CIOut](items=[CIOut.model_validate(r) for r in rows], next_cursor=next_cursor, limit=limit)
 
 
@@ -189,3 +191,10 @@ def create_relationship(body: CIRelationshipCreate, db: DbSession, actor: Curren
 @router.delete("/ci-relationships/{relationship_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_relationship(relationship_id: uuid.UUID, db: DbSession, actor: CurrentActor) -> None:
     service.delete_relationship(db, actor, relationship_id)
+
+
+@router.get("/cmdb/health", summary="CMDB health per domain and class: completeness, staleness, orphans, "
+            "duplicates, broken links; each with the link that lists the CIs")
+def cmdb_health(db: DbSession, actor: CurrentActor, domain: Annotated[str | None, Query(max_length=100)] = None,
+                ci_class: Annotated[str | None, Query(alias="class", max_length=100)] = None) -> list[dict]:
+    return service.health_report(db, actor, domain=domain, ci_class=ci_class)

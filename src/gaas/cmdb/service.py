@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from gaas.audit import service as audit
 from gaas.catalog import service as catalog
-from gaas.cmdb import events
+from gaas.cmdb import events, health
 from gaas.cmdb.classes import DEFAULT_CLASSES
 from gaas.cmdb.models import (
     IMPACT_TYPES,
@@ -51,6 +51,7 @@ CLASS_SORTS = (SortKey("name", CIClass.name),)
 # Identification rules may name these record fields besides attributes.
 RECORD_KEYS = frozenset({"domain", "name", "environment"})
 MAX_IMPACT_DEPTH = 25
+DEFAULT_STALENESS_DAYS = 60
 
 
 def require(actor: Actor, permission: str, domain: str | None) -> None:
@@ -294,7 +295,7 @@ def _attribute_filter(key: str, value: str):
 def list_cis(db: Session, actor: Actor, *, domain: str | None, ci_class: str | None, status: CIStatus | None,
              environment: Environment | None, service_id: uuid.UUID | None, q: str | None,
              attributes: dict[str, str], include_deleted: bool, sort: str | None, cursor: str | None,
-             limit: int) -> tuple[list[ConfigurationItem], str | None]:
+             limit: int, health_flag: str | None = None) -> tuple[list[ConfigurationItem], str | None]:
     if not actor.can_anywhere("ci.view"):
         raise Forbidden("Listing CIs needs the 'ci.view' permission.", permission="ci.view")
     stmt: Select = select(ConfigurationItem)
@@ -308,6 +309,11 @@ def list_cis(db: Session, actor: Actor, *, domain: str | None, ci_class: str | N
                        (ConfigurationItem.service_id, service_id))
     for key, value in attributes.items():
         stmt = stmt.where(_attribute_filter(key, value))
+    if health_flag is not None:
+        if health_flag not in health.FLAGS:
+            raise ValidationProblem.field("health", f"use one of {list(health.FLAGS)}", "enum")
+        flagged = text(health.flagged_ids_sql(health_flag)).bindparams(default_staleness=DEFAULT_STALENESS_DAYS)
+        stmt = stmt.where(ConfigurationItem.id.in_(flagged.columns(id=ConfigurationItem.id.type)))
     if q:
         return _search(db, stmt, q.strip(), cursor, limit)
     return paginate(stmt, id_column=ConfigurationItem.id, sort_keys=CI_SORTS, sort=sort, cursor=cursor, limit=limit,
@@ -464,3 +470,22 @@ def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = Tr
         services=[as_service(s, [s["id"]]) for s in services],
         business_services=[as_service(b, b["via"]) for b in business],
     )
+
+
+# ---- health -------------------------------------------------------------------------------------------
+
+def health_report(db: Session, actor: Actor, *, domain: str | None, ci_class: str | None) -> list[dict[str, Any]]:
+    """Per domain and class: totals and each health figure, with the link that lists the CIs."""
+    if not actor.can_anywhere("ci.view"):
+        raise Forbidden("CMDB health needs the 'ci.view' permission.", permission="ci.view")
+    rows = []
+    for row in health.summary(db, domain=domain, ci_class=ci_class, default_staleness=DEFAULT_STALENESS_DAYS):
+        if not _can_view(actor, row["domain"]):
+            continue
+        base = f"/api/v1/cis?class={row['ci_class']}" + (f"&domain={row['domain']}" if row["domain"] else "")
+        figures = {flag: {"count": row[flag], "list": f"{base}&health={flag}"} for flag in health.FLAGS}
+        complete = row["total"] - row["missing_required"]
+        rows.append({"domain": row["domain"], "ci_class": row["ci_class"], "total": row["total"],
+                     "completeness_pct": round(100 * complete / row["total"], 1) if row["total"] else None,
+                     **figures})
+    return rows
