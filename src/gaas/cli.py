@@ -20,9 +20,11 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, rich_markup_mode="rich")
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="Users.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+import_app = typer.Typer(help="Imports.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
+app.add_typer(import_app, name="import")
 
 console = Console()
 err = Console(stderr=True)
@@ -210,6 +212,69 @@ def token_create(
     except Problem as exc:
         raise _fail(exc.detail) from exc
     console.print(text)
+
+
+@import_app.command("cis")
+def import_cis(
+    file: Annotated[typer.FileBinaryRead, typer.Argument(help="CSV, NDJSON or JSON file of CIs and relationships.")],
+    source: Annotated[str, typer.Option(help="Who discovered these, e.g. aws-auto-discovery.")],
+    owner: Annotated[str, typer.Option(help="E-mail or user name of the owner of CIs that name none.")],
+    domain: Annotated[str | None, typer.Option(help="Domain of rows that name none.")] = None,
+    format: Annotated[str | None, typer.Option(help="csv, ndjson or json (default: from the file name).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Report what would change; write nothing.")] = False,
+    partial: Annotated[bool, typer.Option(help="Commit the good rows even if some are bad.")] = False,
+) -> None:
+    """Reconcile discovered CIs into the CMDB: match by each class's identification rule, update
+    what this source may write, create the rest. Streams the file in batches."""
+    import os as _os
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from gaas.cmdb import importer
+    from gaas.cmdb.api import FORMATS
+    from gaas.core.db import unit_of_work
+    from gaas.core.errors import Problem
+    from gaas.iam import service as iam
+
+    fmt = format or next((f for suffix, f in FORMATS.items() if file.name.lower().endswith(suffix)), None)
+    if fmt is None:
+        raise _fail("say --format csv|ndjson|json, or name the file .csv/.ndjson/.json")
+    size = _os.fstat(file.fileno()).st_size if hasattr(file, "fileno") else None
+
+    class _Rollback(Exception):
+        pass
+
+    actor = iam.system_actor()
+    result = None
+    try:
+        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                      TimeRemainingColumn(), console=err) as progress:
+            task = progress.add_task(f"importing {file.name}", total=size)
+
+            def advance(_rows: int) -> None:
+                progress.update(task, completed=file.tell() if hasattr(file, "tell") else None)
+
+            with unit_of_work(actor) as db:
+                owner_id = _find_user(db, actor, owner).id
+                result = importer.import_cis(db, actor, importer.read_rows(file, fmt), source=source,
+                                             dry_run=dry_run, partial=partial, default_domain=domain,
+                                             owner_id=owner_id, progress=advance)
+                if not result.committed:
+                    raise _Rollback
+    except _Rollback:
+        pass
+    except Problem as exc:
+        raise _fail(exc.detail) from exc
+    assert result is not None
+    for error in result.errors[:50]:
+        err.print(f"line {error['line']}: {error['field']}: {error['message']}")
+    console.print(f"{result.rows} rows: {result.created} created, {result.updated} updated, {result.unchanged} "
+                  f"unchanged, {result.merged} merged, {result.rejected} rejected; relationships: "
+                  f"{result.relationships_created} created, {result.relationships_unchanged} unchanged.")
+    if dry_run:
+        console.print("Dry run: nothing was written.")
+    elif not result.committed:
+        raise _fail("bad rows and no --partial: nothing was written")
 
 
 def _find_user(db, actor, login: str):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
 
-from gaas.cmdb import service
+from gaas.cmdb import importer, service
 from gaas.cmdb.models import CIRelationshipType, CIStatus, Environment
 from gaas.cmdb.schemas import (
     CIClassCreate,
@@ -198,3 +198,35 @@ def delete_relationship(relationship_id: uuid.UUID, db: DbSession, actor: Curren
 def cmdb_health(db: DbSession, actor: CurrentActor, domain: Annotated[str | None, Query(max_length=100)] = None,
                 ci_class: Annotated[str | None, Query(alias="class", max_length=100)] = None) -> list[dict]:
     return service.health_report(db, actor, domain=domain, ci_class=ci_class)
+
+
+FORMATS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}
+
+
+@router.post("/cmdb/import", summary="Discovery import: reconcile a file of CIs and relationships from a source",
+             responses={422: {"description": "Bad rows (each with its line, field and reason); nothing written "
+                                             "unless partial=true"}})
+def import_cis(
+    db: DbSession, actor: CurrentActor,
+    file: Annotated[UploadFile, File(description="CSV, NDJSON (one JSON object a line) or a JSON array")],
+    source: Annotated[str, Query(max_length=100, description="Who discovered these, e.g. aws-auto-discovery")],
+    domain: Annotated[str | None, Query(max_length=100, description="Domain of rows that name none")] = None,
+    format: Annotated[str | None, Query(pattern="^(csv|ndjson|json)$")] = None,
+    dry_run: bool = False,
+    partial: Annotated[bool, Query(description="Commit the good rows even if some are bad")] = False,
+) -> dict:
+    name = (file.filename or "").lower()
+    fmt = format or next((f for suffix, f in FORMATS.items() if name.endswith(suffix)), None)
+    if fmt is None:
+        raise ValidationProblem.field("format", "say format=csv|ndjson|json, or name the file .csv/.ndjson/.json")
+    result = importer.import_cis(db, actor, importer.read_rows(file.file, fmt), source=source, dry_run=dry_run,
+                                 partial=partial, default_domain=domain)
+    if not result.committed:
+        db.rollback()  # a dry run, or bad rows without partial: nothing is written
+    report = {k: v for k, v in vars(result).items() if k != "errors"}
+    if result.rejected and not partial and not dry_run:
+        raise ValidationProblem(f"{result.rejected} row(s) are not valid; nothing was written (partial=true commits "
+                                "the good rows).",
+                                errors=[{**e, "field": f"line {e['line']}: {e['field']}"} for e in result.errors],
+                                report=report)
+    return {**report, "errors": result.errors}

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Boolean, FetchedValue, ForeignKey, Integer, String, Text, func
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gaas.core.errors import register_unique_fields
@@ -84,6 +84,10 @@ class ConfigurationItem(BaseTableMixin, Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     discovered_by: Mapped[str | None] = mapped_column(String(100))
     last_discovered_at: Mapped[datetime | None]
+    # Reconciliation bookkeeping (see the migration): not content, so not repeated in the audit log.
+    identity_keys: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    attribute_sources: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    __audit_ignore__ = BaseTableMixin.__audit_ignore__ | {"identity_keys", "attribute_sources"}
 
 
 class CIRelationship(Base):

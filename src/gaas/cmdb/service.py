@@ -173,6 +173,20 @@ def restore_class(db: Session, actor: Actor, class_id: uuid.UUID) -> CIClass:
     return cls
 
 
+def identity_keys(cls: CIClass | None, *, domain: str | None, name: str, environment: str,
+                  attributes: dict[str, Any]) -> list[str]:
+    """One key per identification rule whose values are all present: the same key means the same CI."""
+    if cls is None:
+        return []
+    record = {"domain": domain, "name": name, "environment": str(environment)}
+    keys = []
+    for index, rule in enumerate(cls.identification):
+        values = [record[k] if k in RECORD_KEYS else attributes.get(k) for k in rule]
+        if all(v is not None and v != "" for v in values):
+            keys.append(f"{cls.name}|{index}|{json.dumps(values, sort_keys=True, separators=(',', ':'))}")
+    return keys
+
+
 def validate_attributes(cls: CIClass, attributes: dict[str, Any]) -> None:
     """422 naming each attribute that breaks the class's JSON Schema."""
     validator = Draft202012Validator(cls.attribute_schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
@@ -231,7 +245,9 @@ def create_ci(db: Session, actor: Actor, data: CICreate) -> ConfigurationItem:
     validate_attributes(cls, data.attributes)
     values = data.model_dump()
     _check_people_and_service(db, actor, data.domain, values)
-    ci = ConfigurationItem(**values)
+    ci = ConfigurationItem(**values, identity_keys=identity_keys(cls, domain=data.domain, name=data.name,
+                                                                environment=data.environment,
+                                                                attributes=data.attributes))
     stamp_created(ci, actor)
     db.add(ci)
     db.flush()
@@ -251,6 +267,10 @@ def update_ci(db: Session, actor: Actor, ci_id: uuid.UUID, data: CIUpdate, if_ma
     _check_people_and_service(db, actor, ci.domain, changes)
     old_status = ci.status
     apply_patch(ci, actor, changes, header_version=if_match, body_version=data.version)
+    keys = identity_keys(class_for(db, ci.ci_class, ci.domain), domain=ci.domain, name=ci.name,
+                         environment=ci.environment, attributes=ci.attributes)
+    if keys != ci.identity_keys:
+        ci.identity_keys = keys
     modified = db.is_modified(ci)
     db.flush()
     if modified:

@@ -70,6 +70,11 @@ CREATE TABLE {M}.configuration_items (
     attributes JSONB NOT NULL DEFAULT '{{}}',
     discovered_by VARCHAR(100),
     last_discovered_at TIMESTAMPTZ,
+    -- Beyond the specification, for reconciliation: the keys of the class's identification rules
+    -- ("server|0|[\"SN123\"]"), kept by the application on every write, and which source last
+    -- wrote each attribute and when (source precedence).
+    identity_keys TEXT[] NOT NULL DEFAULT '{{}}',
+    attribute_sources JSONB NOT NULL DEFAULT '{{}}',
     CONSTRAINT chk_ci_attributes_object CHECK (jsonb_typeof(attributes) = 'object')
 )""")
     op.execute(f"CREATE INDEX idx_cis_domain ON {M}.configuration_items(domain) WHERE deleted_at IS NULL")
@@ -80,6 +85,8 @@ CREATE TABLE {M}.configuration_items (
     op.execute(f"CREATE INDEX idx_cis_created_at ON {M}.configuration_items(created_at)")
     op.execute(f"CREATE INDEX idx_cis_attributes ON {M}.configuration_items USING gin(attributes)")
     op.execute(f"CREATE INDEX idx_cis_name_trgm ON {M}.configuration_items USING gin(name gin_trgm_ops)")
+    op.execute(f"CREATE INDEX idx_cis_identity ON {M}.configuration_items USING gin(identity_keys) "
+               "WHERE deleted_at IS NULL")
     enable_domain_rls(M, "configuration_items")
     grant(M, "configuration_items", "SELECT, INSERT, UPDATE")
 

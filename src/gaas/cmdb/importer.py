@@ -1,0 +1,479 @@
+"""Discovery import: CIs and relationships from a named source, reconciled against the CMDB.
+
+The input streams in batches (no file is held in memory whole, no round trip per row): each
+batch is validated, matched by its classes' identification rules (one GIN lookup on
+identity_keys), merged, and written with multi-row statements, audit rows and events included.
+
+- A match is updated, but only the attributes this source may write: a lower-precedence source
+  (per class, `source_precedence`, highest first) cannot overwrite a higher one's value while that
+  value is fresh (younger than the class's staleness period).
+- `last_discovered_at` only moves forward; moving it alone is a touch, not a change (no new
+  version, no audit row), so importing the same file twice changes nothing the second time.
+- Rows that name the same CI within one import are merged (the later row wins).
+- A bad row is reported with its line, field and reason; unless `partial`, nothing is written.
+- Relationship rows ({"relationship_type", "source": {...}, "target": {...}}) name both ends by
+  identity (class plus the values of one of its rules) and must come after the CIs they name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from gaas.audit.models import AuditLog
+from gaas.audit.service import jsonable
+from gaas.cmdb.models import CIClass, CIRelationshipType, CIStatus, ConfigurationItem, Environment
+from gaas.cmdb.schemas import ClassName
+from gaas.cmdb.service import class_for, identity_keys, validate_attributes
+from gaas.core.context import Actor
+from gaas.core.db import request_info
+from gaas.core.errors import Forbidden, ValidationProblem
+from gaas.core.ids import new_id
+from gaas.iam import service as iam
+from gaas.iam.schemas import DomainCode, Name
+
+BATCH_SIZE = 1000
+SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+MAX_REPORTED_ERRORS = 1000
+
+
+class ImportedCI(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ci_class: ClassName
+    name: Name
+    domain: DomainCode | None = None
+    environment: Environment = Environment.production
+    status: CIStatus = CIStatus.active
+    owner_id: uuid.UUID | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    discovered_at: datetime | None = None
+
+
+class ImportedRelationship(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    relationship_type: CIRelationshipType
+    source: dict[str, Any]
+    target: dict[str, Any]
+
+
+@dataclass
+class ImportResult:
+    source: str
+    dry_run: bool
+    partial: bool
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    merged: int = 0
+    rejected: int = 0
+    relationships_created: int = 0
+    relationships_unchanged: int = 0
+    committed: bool = False
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def reject(self, line: int, field_name: str, message: str) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append({"line": line, "field": field_name, "message": message})
+
+
+# ---- reading ----------------------------------------------------------------------------------------
+
+def read_rows(stream: IO[bytes], fmt: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, row) for NDJSON, CSV or a JSON array; a row that cannot be parsed is a str
+    (the reason) so that it is reported with its line and the rest goes on."""
+    text_stream = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+    try:
+        yield from _parse(text_stream, fmt)
+    finally:
+        text_stream.detach()  # the caller owns the stream: do not close it with the wrapper
+
+
+def _parse(text_stream: io.TextIOWrapper, fmt: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    if fmt == "ndjson":
+        for number, line in enumerate(text_stream, start=1):
+            if line.strip():
+                try:
+                    value = json.loads(line)
+                    yield number, value if isinstance(value, dict) else "a row is a JSON object"
+                except ValueError as exc:
+                    yield number, f"malformed JSON: {exc}"
+    elif fmt == "csv":
+        reader = csv.DictReader(text_stream)
+        for row in reader:
+            yield reader.line_num, _csv_row(row)
+    elif fmt == "json":
+        try:
+            values = json.load(text_stream)  # a JSON array has no line structure to stream by
+        except ValueError as exc:
+            yield 1, f"malformed JSON: {exc}"
+            return
+        if not isinstance(values, list):
+            yield 1, "a JSON import is an array of rows"
+            return
+        for number, value in enumerate(values, start=1):
+            yield number, value if isinstance(value, dict) else "a row is a JSON object"
+    else:
+        raise ValidationProblem.field("format", "use ndjson, csv or json")
+
+
+def _csv_row(row: dict[str, str | None]) -> dict[str, Any]:
+    """CSV columns: ci_class, name, domain, environment, status, owner_id, discovered_at, and
+    attr.<name> for attributes (a JSON number or boolean is read as one)."""
+    result: dict[str, Any] = {}
+    attributes: dict[str, Any] = {}
+    for key, value in row.items():
+        if key is None or value is None or value == "":
+            continue
+        if key.startswith("attr."):
+            try:
+                typed = json.loads(value)
+                attributes[key[5:]] = typed if isinstance(typed, int | float | bool) else value
+            except ValueError:
+                attributes[key[5:]] = value
+        else:
+            result[key] = value
+    result["attributes"] = attributes
+    return result
+
+
+def _batches(rows: Iterable[tuple[int, Any]], size: int) -> Iterator[list[tuple[int, Any]]]:
+    batch: list[tuple[int, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# ---- reconciling ------------------------------------------------------------------------------------------
+
+@dataclass
+class _Candidate:
+    line: int
+    row: ImportedCI
+    cls: CIClass
+    keys: list[str]
+
+
+class Importer:
+    def __init__(self, db: Session, actor: Actor, *, source: str, dry_run: bool, partial: bool,
+                 default_domain: str | None, owner_id: uuid.UUID | None) -> None:
+        self.db, self.actor, self.source = db, actor, source
+        self.default_domain = default_domain
+        self.owner_id = owner_id or actor.user_id
+        self.result = ImportResult(source=source, dry_run=dry_run, partial=partial)
+        self.now = datetime.now(UTC)
+        self.classes: dict[tuple[str, str | None], CIClass | None] = {}
+        self.allowed_owner: dict[tuple[uuid.UUID, str | None], bool] = {}
+
+    def run(self, rows: Iterable[tuple[int, Any]], progress: Callable[[int], None] | None = None) -> ImportResult:
+        for batch in _batches(rows, BATCH_SIZE):
+            self.result.rows += len(batch)
+            cis = [(line, row) for line, row in batch if not (isinstance(row, dict) and "relationship_type" in row)]
+            rels = [(line, row) for line, row in batch if isinstance(row, dict) and "relationship_type" in row]
+            self._ci_batch(cis)
+            self._relationship_batch(rels)
+            if progress:
+                progress(len(batch))
+        return self.result
+
+    # -- CIs --
+    def _class(self, name: str, domain: str | None) -> CIClass | None:
+        if (name, domain) not in self.classes:
+            self.classes[(name, domain)] = class_for(self.db, name, domain)
+        return self.classes[(name, domain)]
+
+    def _owner_ok(self, owner: uuid.UUID, domain: str | None) -> bool:
+        if (owner, domain) not in self.allowed_owner:
+            self.allowed_owner[(owner, domain)] = (iam.user_allowed_in_domain(self.db, owner, domain) if domain
+                                                   else iam.user_is_active(self.db, owner))
+        return self.allowed_owner[(owner, domain)]
+
+    def _validate(self, line: int, raw: Any) -> _Candidate | None:
+        if isinstance(raw, str):
+            self.result.reject(line, "row", raw)
+            return None
+        try:
+            row = ImportedCI.model_validate({"domain": self.default_domain, **raw})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            self.result.reject(line, ".".join(str(p) for p in error["loc"]) or "row", error["msg"])
+            return None
+        if not self.actor.can("cmdb.import", row.domain):
+            self.result.reject(line, "domain", f"importing into {row.domain or 'shared infrastructure'} needs the "
+                                               "'cmdb.import' permission there")
+            return None
+        cls = self._class(row.ci_class, row.domain)
+        if cls is None:
+            self.result.reject(line, "ci_class", f"no class '{row.ci_class}'")
+            return None
+        try:
+            validate_attributes(cls, row.attributes)
+        except ValidationProblem as problem:
+            first = problem.errors[0]
+            self.result.reject(line, first["field"], first["message"])
+            return None
+        owner = row.owner_id or self.owner_id
+        if not self._owner_ok(owner, row.domain):
+            self.result.reject(line, "owner_id", "no active user allowed in this domain has this id")
+            return None
+        row.owner_id = owner
+        keys = identity_keys(cls, domain=row.domain, name=row.name, environment=row.environment,
+                             attributes=row.attributes)
+        if not keys:
+            self.result.reject(line, "attributes", f"none of class '{cls.name}''s identification rules "
+                                                   f"{cls.identification} is complete")
+            return None
+        return _Candidate(line, row, cls, keys)
+
+    def _ci_batch(self, rows: list[tuple[int, Any]]) -> None:
+        candidates: dict[str, _Candidate] = {}
+        for line, raw in rows:
+            candidate = self._validate(line, raw)
+            if candidate is None:
+                continue
+            # The same CI twice in one batch: merge, the later row winning.
+            earlier = next((candidates[k] for k in candidate.keys if k in candidates), None)
+            if earlier is not None:
+                candidate.row.attributes = {**earlier.row.attributes, **candidate.row.attributes}
+                seen = [t for t in (earlier.row.discovered_at, candidate.row.discovered_at) if t is not None]
+                candidate.row.discovered_at = max(seen) if seen else None
+                self.result.merged += 1
+                for key in earlier.keys:
+                    candidates.pop(key, None)
+            for key in candidate.keys:
+                candidates[key] = candidate
+        unique = list({id(c): c for c in candidates.values()}.values())
+        if not unique:
+            return
+        all_keys = sorted({k for c in unique for k in c.keys})
+        existing = self.db.execute(
+            select(ConfigurationItem).where(ConfigurationItem.identity_keys.overlap(all_keys),
+                                            ConfigurationItem.deleted_at.is_(None))
+            .execution_options(populate_existing=True)).scalars().all()
+        by_key = {k: ci for ci in existing for k in ci.identity_keys}
+        creates, updates, touches, audits = [], [], [], []
+        for candidate in unique:
+            match = next((by_key[k] for k in candidate.keys if k in by_key), None)
+            if match is None:
+                creates.append(self._new_row(candidate))
+                audits.append(self._audit("create", creates[-1]["id"], candidate.row.domain,
+                                          {"after": {k: v for k, v in creates[-1].items()
+                                                     if k in ("name", "ci_class", "domain", "environment", "status",
+                                                              "attributes", "discovered_by") and v is not None}}))
+                continue
+            change = self._reconcile(match, candidate)
+            if change is None:
+                self.result.unchanged += 1
+                continue
+            values, before, after = change
+            if before:
+                updates.append(values)
+                audits.append(self._audit("update", match.id, match.domain, {"before": before, "after": after}))
+            else:
+                touches.append(values)
+                self.result.unchanged += 1
+        self.result.created += len(creates)
+        self.result.updated += len(updates)
+        if self.result.dry_run:
+            return
+        table = ConfigurationItem.__table__
+        if creates:
+            self.db.execute(insert(table), creates)
+            events = [{"domain": c["domain"], "id": c["id"], "actor": self.actor.user_id,
+                       "rid": request_info(self.db).request_id,
+                       "payload": json.dumps({"name": c["name"], "ci_class": c["ci_class"], "source": self.source})}
+                      for c in creates]
+            self.db.execute(text(
+                "INSERT INTO gaas_workflow.outbox_events (event_type, domain, entity_type, entity_id, payload,"
+                " actor_id, request_id) VALUES ('ci.created', :domain, 'ci', :id, CAST(:payload AS jsonb), :actor,"
+                " :rid)"), events)
+        for rows_, bump in ((updates, True), (touches, False)):
+            if rows_:
+                stmt = update(table).where(table.c.id == bindparam("b_id"))
+                values = {"attributes": bindparam("b_attributes"), "attribute_sources": bindparam("b_sources"),
+                          "last_discovered_at": bindparam("b_seen"), "discovered_by": bindparam("b_source"),
+                          "identity_keys": bindparam("b_keys")}
+                if bump:
+                    values |= {"version": table.c.version + 1, "updated_by": self.actor.user_id,
+                               "updated_at": self.now}
+                self.db.execute(stmt.values(**values), rows_)
+        if audits:
+            self.db.execute(insert(AuditLog), audits)
+
+    def _new_row(self, candidate: _Candidate) -> dict[str, Any]:
+        row = candidate.row
+        seen = row.discovered_at or self.now
+        return {"id": new_id(), "domain": row.domain, "name": row.name, "ci_class": row.ci_class,
+                "status": row.status.value, "environment": row.environment.value, "owner_id": row.owner_id,
+                "attributes": row.attributes, "discovered_by": self.source, "last_discovered_at": seen,
+                "identity_keys": candidate.keys,
+                "attribute_sources": {k: {"source": self.source, "at": seen.isoformat()} for k in row.attributes},
+                "created_by": self.actor.user_id, "updated_by": self.actor.user_id, "version": 1}
+
+    def _reconcile(self, ci: ConfigurationItem, candidate: _Candidate):
+        """The attributes this source may write, and whether anything changes."""
+        row, cls = candidate.row, candidate.cls
+        seen = row.discovered_at or self.now
+        rank = _ranker(cls.source_precedence)
+        fresh_after = self.now - timedelta(days=cls.staleness_days)
+        attributes = dict(ci.attributes)
+        sources = dict(ci.attribute_sources or {})
+        before, after = {}, {}
+        for key, value in row.attributes.items():
+            if attributes.get(key) == value:
+                continue
+            writer = sources.get(key)
+            if writer and rank(writer["source"]) < rank(self.source) \
+                    and datetime.fromisoformat(writer["at"]) > fresh_after:
+                continue  # a higher-precedence source's fresh value stands
+            before[key], after[key] = attributes.get(key), value
+            attributes[key] = value
+            sources[key] = {"source": self.source, "at": seen.isoformat()}
+        last_seen = max(filter(None, [ci.last_discovered_at, seen]))
+        if not before and last_seen == ci.last_discovered_at:
+            return None
+        keys = identity_keys(cls, domain=ci.domain, name=ci.name, environment=ci.environment, attributes=attributes)
+        values = {"b_id": ci.id, "b_attributes": attributes, "b_sources": sources, "b_seen": last_seen,
+                  "b_source": self.source if before else ci.discovered_by or self.source, "b_keys": keys}
+        changes_before = {"attributes": {k: before[k] for k in before}} if before else {}
+        changes_after = {"attributes": after} if before else {}
+        return values, changes_before, changes_after
+
+    def _audit(self, action: str, entity_id: uuid.UUID, domain: str | None, changes: dict) -> dict[str, Any]:
+        info = request_info(self.db)
+        return {"id": new_id(), "user_id": self.actor.user_id, "user_email": self.actor.email, "action": action,
+                "entity_type": "ci", "entity_id": entity_id, "changes": jsonable({**changes, "source": self.source}),
+                "ip_address": info.ip_address, "user_agent": info.user_agent, "domain": domain,
+                "request_id": info.request_id}
+
+    # -- relationships --
+    def _relationship_batch(self, rows: list[tuple[int, Any]]) -> None:
+        parsed: list[tuple[int, ImportedRelationship, str, str]] = []
+        for line, raw in rows:
+            try:
+                rel = ImportedRelationship.model_validate(raw)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                self.result.reject(line, ".".join(str(p) for p in error["loc"]), error["msg"])
+                continue
+            ends = []
+            for end_name in ("source", "target"):
+                key = self._end_key(rel.source if end_name == "source" else rel.target)
+                if key is None:
+                    self.result.reject(line, end_name, "name the CI by its class and one complete identification rule")
+                    break
+                ends.append(key)
+            if len(ends) == 2:
+                parsed.append((line, rel, ends[0], ends[1]))
+        if not parsed:
+            return
+        keys = sorted({k for _, _, s, t in parsed for k in (s, t)})
+        found = self.db.execute(select(ConfigurationItem.id, ConfigurationItem.identity_keys, ConfigurationItem.domain)
+                                .where(ConfigurationItem.identity_keys.overlap(keys),
+                                       ConfigurationItem.deleted_at.is_(None))).all()
+        by_key = {k: (row.id, row.domain) for row in found for k in row.identity_keys}
+        new_links: list[dict[str, Any]] = []
+        domains: dict[uuid.UUID, str | None] = {}
+        for line, rel, source_key, target_key in parsed:
+            if source_key not in by_key or target_key not in by_key:
+                missing = "source" if source_key not in by_key else "target"
+                if self.result.dry_run:
+                    self.result.relationships_created += 1  # its CIs may be created by this very import
+                else:
+                    self.result.reject(line, missing, "no such CI (rows must come after the CIs they link)")
+                continue
+            (source_id, source_domain), (target_id, target_domain) = by_key[source_key], by_key[target_key]
+            if source_id == target_id:
+                self.result.reject(line, "target", "a CI cannot relate to itself")
+                continue
+            if not (self.actor.can("cmdb.import", source_domain) and self.actor.can("cmdb.import", target_domain)):
+                self.result.reject(line, "source", "linking these CIs needs 'cmdb.import' in both their domains")
+                continue
+            link_id = new_id()
+            domains[link_id] = source_domain
+            new_links.append({"id": link_id, "source_ci_id": source_id, "target_ci_id": target_id,
+                              "relationship_type": rel.relationship_type.value})
+        if not new_links:
+            return
+        columns = {
+            "ids": [link["id"] for link in new_links], "sources": [link["source_ci_id"] for link in new_links],
+            "targets": [link["target_ci_id"] for link in new_links],
+            "types": [link["relationship_type"] for link in new_links],
+        }
+        if self.result.dry_run:
+            existing = self.db.execute(text("""
+                SELECT count(*) FROM gaas_cmdb.ci_relationships r
+                JOIN unnest(CAST(:sources AS uuid[]), CAST(:targets AS uuid[]), CAST(:types AS text[]))
+                     AS n(source, target, type)
+                  ON r.source_ci_id = n.source AND r.target_ci_id = n.target AND r.relationship_type::text = n.type
+            """), columns).scalar_one()
+            self.result.relationships_unchanged += existing
+            self.result.relationships_created += len(new_links) - existing
+            return
+        inserted = set(self.db.execute(text("""
+            INSERT INTO gaas_cmdb.ci_relationships (id, source_ci_id, target_ci_id, relationship_type, created_by)
+            SELECT n.id, n.source, n.target, CAST(n.type AS gaas_cmdb.ci_relationship_type), :actor
+            FROM unnest(CAST(:ids AS uuid[]), CAST(:sources AS uuid[]), CAST(:targets AS uuid[]),
+                        CAST(:types AS text[])) AS n(id, source, target, type)
+            ON CONFLICT ON CONSTRAINT uq_ci_relationship DO NOTHING
+            RETURNING id"""), {**columns, "actor": self.actor.user_id}).scalars())
+        audits = [self._audit("add_relationship", link["source_ci_id"], domains[link["id"]],
+                              {"after": {"relationship_id": link["id"], "type": link["relationship_type"],
+                                         "target_ci_id": link["target_ci_id"]}})
+                  for link in new_links if link["id"] in inserted]
+        if audits:
+            self.db.execute(insert(AuditLog), audits)
+        self.result.relationships_created += len(inserted)
+        self.result.relationships_unchanged += len(new_links) - len(inserted)
+
+    def _end_key(self, end: dict[str, Any]) -> str | None:
+        name = end.get("ci_class")
+        if not isinstance(name, str):
+            return None
+        domain = end.get("domain", self.default_domain)
+        cls = self._class(name, domain)
+        if cls is None:
+            return None
+        attributes = {k: v for k, v in end.items() if k not in ("ci_class", "domain", "name", "environment")}
+        keys = identity_keys(cls, domain=domain, name=end.get("name", ""), environment=end.get("environment", ""),
+                             attributes=attributes)
+        return keys[0] if keys else None
+
+
+def _ranker(precedence: list[str]) -> Callable[[str], int]:
+    """Lower is stronger; a source the class does not list ranks below every listed one."""
+    order = {source: index for index, source in enumerate(precedence)}
+    return lambda source: order.get(source, len(order))
+
+
+def import_cis(db: Session, actor: Actor, rows: Iterable[tuple[int, Any]], *, source: str, dry_run: bool,
+               partial: bool, default_domain: str | None = None, owner_id: uuid.UUID | None = None,
+               progress: Callable[[int], None] | None = None) -> ImportResult:
+    """Run an import in the caller's transaction. The caller commits only when `committed` is true."""
+    if not actor.can_anywhere("cmdb.import"):
+        raise Forbidden("Imports need the 'cmdb.import' permission.", permission="cmdb.import")
+    if not SOURCE_NAME.match(source):
+        raise ValidationProblem.field("source", "a source is a short lower-case name, e.g. aws-auto-discovery")
+    importer = Importer(db, actor, source=source, dry_run=dry_run, partial=partial,
+                        default_domain=default_domain, owner_id=owner_id)
+    result = importer.run(rows, progress)
+    result.committed = not dry_run and (partial or result.rejected == 0)
+    return result

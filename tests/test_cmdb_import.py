@@ -1,0 +1,140 @@
+"""Discovery import: reconciliation by identification rule, source precedence, all or nothing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from gaas.cli import app as cli
+from tests.support import World, assert_problem, audit_rows, rid
+
+
+@pytest.fixture(scope="module")
+def importer_user(world: World):
+    domain = world.domain()
+    return {"domain": domain, "admin": world.user(domain, "cmdb_admin")}
+
+
+def ndjson(rows: list[dict[str, Any]]) -> bytes:
+    return "\n".join(json.dumps(r) for r in rows).encode() + b"\n"
+
+
+def post(client, who, content: bytes, *, name: str = "scan.ndjson", **params: Any):
+    request_id = rid()
+    response = client.post("/api/v1/cmdb/import", params={"source": "cmdb-scan", **params},
+                           files={"file": (name, content)}, headers={**who.headers, "X-Request-ID": request_id})
+    return response, request_id
+
+
+def servers(prefix: str, count: int, **attributes: Any) -> list[dict[str, Any]]:
+    return [{"ci_class": "server", "name": f"{prefix}-{i}", "environment": "production",
+             "attributes": {"hostname": f"{prefix}-{i}", "serial_number": f"{prefix}-SN{i}", **attributes}}
+            for i in range(count)]
+
+
+def test_import_twice_changes_nothing_the_second_time(client, database, importer_user):
+    admin, domain = importer_user["admin"], importer_user["domain"]
+    rows = servers("idem", 5, os="Ubuntu 22.04", ip="10.9.0.1")
+    rows = [{**r, "discovered_at": "2026-11-01T10:00:00Z"} for r in rows]
+    rows.append({"relationship_type": "depends_on", "source": {"ci_class": "server", "serial_number": "idem-SN0"},
+                 "target": {"ci_class": "server", "serial_number": "idem-SN1"}})
+    first, first_id = post(client, admin, ndjson(rows), domain=domain)
+    assert first.status_code == 200, first.text
+    assert (first.json()["created"], first.json()["relationships_created"], first.json()["committed"]) == (5, 1, True)
+    assert sorted(r["action"] for r in audit_rows(database, first_id)) == ["add_relationship"] + ["create"] * 5
+    second, second_id = post(client, admin, ndjson(rows), domain=domain)
+    body = second.json()
+    assert (body["created"], body["updated"], body["unchanged"], body["relationships_unchanged"]) == (0, 0, 5, 1)
+    assert audit_rows(database, second_id) == []
+    found = client.get("/api/v1/cis", params={"attr.serial_number": "idem-SN0"}, headers=admin.headers).json()["items"]
+    assert len(found) == 1 and found[0]["discovered_by"] == "cmdb-scan"
+
+
+def test_three_bad_rows_out_of_a_thousand(client, database, importer_user):
+    admin, domain = importer_user["admin"], importer_user["domain"]
+    rows = servers("bulk", 1000)
+    rows[16]["attributes"]["ip"] = "not-an-ip"           # line 17
+    rows[499]["ci_class"] = "spaceship"                  # line 500
+    rows[998]["environment"] = "moon"                    # line 999
+    content = ndjson(rows)
+    response, request_id = post(client, admin, content, domain=domain)
+    body = assert_problem(response, 422)
+    assert [(e["line"], e["field"]) for e in body["errors"]] == [
+        (17, "line 17: attributes.ip"), (500, "line 500: ci_class"), (999, "line 999: environment")]
+    assert audit_rows(database, request_id) == []
+    count = "SELECT count(*) AS n FROM gaas_cmdb.configuration_items WHERE name LIKE 'bulk-%'"
+    assert database.owner_rows(count)[0]["n"] == 0
+    dry, _ = post(client, admin, content, domain=domain, dry_run="true")
+    assert (dry.status_code, dry.json()["created"], dry.json()["rejected"]) == (200, 997, 3)
+    assert database.owner_rows(count)[0]["n"] == 0
+    partial, _ = post(client, admin, content, domain=domain, partial="true")
+    assert partial.status_code == 200 and partial.json()["created"] == 997
+    assert [e["line"] for e in partial.json()["errors"]] == [17, 500, 999]
+    assert database.owner_rows(count)[0]["n"] == 997
+
+
+def test_source_precedence_and_freshness(client, database, importer_user):
+    admin, domain = importer_user["admin"], importer_user["domain"]
+    row = servers("prec", 1, os="Ubuntu 22.04")[0]
+    post(client, admin, ndjson([row]), domain=domain)  # cmdb-scan outranks aws-auto-discovery for servers
+    lower = {**row, "attributes": {**row["attributes"], "os": "Amazon Linux", "location": "eu-west-1"}}
+    response = client.post("/api/v1/cmdb/import", params={"source": "aws-auto-discovery", "domain": domain},
+                           files={"file": ("aws.ndjson", ndjson([lower]))}, headers=admin.headers)
+    assert response.json()["updated"] == 1
+    ci = client.get("/api/v1/cis", params={"attr.serial_number": "prec-SN0"}, headers=admin.headers).json()["items"][0]
+    assert ci["attributes"]["os"] == "Ubuntu 22.04"  # the stronger source's fresh value stands
+    assert ci["attributes"]["location"] == "eu-west-1"  # a value nobody stronger wrote is taken
+    with database.owner_engine.begin() as conn:  # the scan's value grows stale
+        conn.exec_driver_sql("UPDATE gaas_cmdb.configuration_items SET attribute_sources = jsonb_set("
+                             "attribute_sources, '{os,at}', '\"2020-01-01T00:00:00+00:00\"') WHERE id = %s",
+                             (ci["id"],))
+    client.post("/api/v1/cmdb/import", params={"source": "aws-auto-discovery", "domain": domain},
+                files={"file": ("aws.ndjson", ndjson([lower]))}, headers=admin.headers)
+    ci = client.get(f"/api/v1/cis/{ci['id']}", headers=admin.headers).json()
+    assert ci["attributes"]["os"] == "Amazon Linux"
+
+
+def test_last_discovered_only_moves_forward_and_batch_duplicates_merge(client, importer_user):
+    admin, domain = importer_user["admin"], importer_user["domain"]
+    newer = {**servers("time", 1)[0], "discovered_at": "2026-10-01T00:00:00Z"}
+    older = {**newer, "discovered_at": "2025-01-01T00:00:00Z", "attributes": {**newer["attributes"], "os": "old"}}
+    response, _ = post(client, admin, ndjson([newer, older]), domain=domain)
+    assert (response.json()["created"], response.json()["merged"]) == (1, 1)
+    ci = client.get("/api/v1/cis", params={"attr.serial_number": "time-SN0"}, headers=admin.headers).json()["items"][0]
+    assert ci["attributes"]["os"] == "old"  # the later row wins the merge
+    post(client, admin, ndjson([older]), domain=domain)
+    ci = client.get(f"/api/v1/cis/{ci['id']}", headers=admin.headers).json()
+    assert ci["last_discovered_at"].startswith("2026-10-01")
+
+
+def test_csv_import_and_permissions(client, world, importer_user):
+    admin, domain = importer_user["admin"], importer_user["domain"]
+    content = (b"ci_class,name,environment,attr.hostname,attr.serial_number,attr.cpu_cores\n"
+               b"server,csv-1,production,csv-1,CSV-SN1,16\n"
+               b"server,csv-2,staging,csv-2,CSV-SN2,eight\n")
+    response, _ = post(client, admin, content, name="scan.csv", domain=domain, partial="true")
+    assert response.json()["created"] == 1
+    assert response.json()["errors"] == [{"line": 3, "field": "attributes.cpu_cores",
+                                          "message": "'eight' is not of type 'integer'"}]
+    agent = world.user(domain, "service_desk_agent")
+    assert_problem(post(client, agent, content, name="scan.csv", domain=domain)[0], 403)
+    assert_problem(post(client, admin, content, name="scan.txt", domain=domain)[0], 422, "format")
+    assert_problem(client.post("/api/v1/cmdb/import", params={"source": "Bad Source!", "domain": domain},
+                               files={"file": ("x.csv", content)}, headers=admin.headers), 422, "source")
+
+
+def test_cli_import(tmp_path, importer_user):
+    path = tmp_path / "cis.ndjson"
+    path.write_bytes(ndjson(servers("cli", 3)))
+    runner = CliRunner()
+    owner = importer_user["admin"].email
+    result = runner.invoke(cli, ["import", "cis", str(path), "--source", "cmdb-scan", "--owner", owner, "--domain",
+                                 importer_user["domain"]], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "3 created" in result.output
+    again = runner.invoke(cli, ["import", "cis", str(path), "--source", "cmdb-scan", "--owner", owner, "--domain",
+                                importer_user["domain"], "--dry-run"], catch_exceptions=False)
+    assert "0 created" in again.output and "3 unchanged" in again.output and "Dry run" in again.output
