@@ -17,7 +17,8 @@ def gaas(*args: str, input: str | None = None):
     return result
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["db", "upgrade"], ["user", "create"], ["user", "reset-password"], ["demo-data"], ["import", "cis"],
+@pytest.mark.parametrize("command", [[], ["serve"], ["db", "upgrade"], ["user", "create"], ["user", "reset-password"],
+                                     ["demo-data"], ["import", "cis"],
                                      ["token", "create"]])
 def test_every_command_explains_itself(command):
     result = gaas(*command, "--help")
