@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import argparse
 
-from bench import api, portfolio
+from bench import api, cmdb, portfolio
 from bench.common import BenchDatabase
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("suite", nargs="?", choices=["api", "portfolio", "all"], default="all")
+    parser.add_argument("suite", nargs="?", choices=["api", "portfolio", "cmdb", "all"], default="all")
     parser.add_argument("--scale", type=int, default=300, help="operations per API measurement")
     parser.add_argument("--services", type=int, default=100_000, help="portfolio: services in all")
     parser.add_argument("--domains", type=int, default=10, help="portfolio: domains")
     parser.add_argument("--entries", type=int, default=1_000_000, help="portfolio: cost entries in all")
-    parser.add_argument("--repeat", type=int, default=30, help="portfolio: runs of each measured request")
+    parser.add_argument("--repeat", type=int, default=30, help="portfolio, cmdb: runs of each measured request")
+    parser.add_argument("--cis", type=int, default=1_000_000, help="cmdb: CIs in the layered graph")
+    parser.add_argument("--import-rows", type=int, default=100_000, help="cmdb: CIs in the import measurement")
     parser.add_argument("--seed", type=int, default=20261126)
     parser.add_argument("--keep", action="store_true", help="keep the portfolio database (to explain queries)")
     args = parser.parse_args()
@@ -31,6 +33,15 @@ def main() -> None:
         try:
             portfolio.run(db, services=args.services, domains=args.domains, entries=args.entries,
                           repeat=args.repeat, seed=args.seed)
+        finally:
+            if args.keep:
+                print(f"kept database {db.name} on {db.server_url}")
+            else:
+                db.drop()
+    if args.suite in ("cmdb", "all"):
+        db = BenchDatabase()
+        try:
+            cmdb.run(db, cis=args.cis, repeat=args.repeat, seed=args.seed, import_rows=args.import_rows)
         finally:
             if args.keep:
                 print(f"kept database {db.name} on {db.server_url}")
