@@ -197,6 +197,12 @@ def test_impact_reaches_business_services_with_paths(client, world):
     assert [s["id"] for s in report["services"]] == [technical["id"]]
     assert [(b["id"], b["sla_target"]) for b in report["business_services"]] == [(business["id"], "99.90")]
     assert set(report["business_services"][0]["via_ci_ids"]) == {database["id"], app["id"]}
+    assert (report["total"], report["by_depth"]) == (4, {"1": 1, "2": 1, "3": 2})
+    first = client.get(f"/api/v1/cis/{switch['id']}/impact", params={"limit": 3}, headers=admin.headers).json()
+    rest = client.get(f"/api/v1/cis/{switch['id']}/impact", params={"limit": 3, "cursor": first["next_cursor"]},
+                      headers=admin.headers).json()
+    assert [c["depth"] for c in first["cis"] + rest["cis"]] == [1, 2, 3, 3] and rest["next_cursor"] is None
+    assert first["business_services"] == report["business_services"]  # resolved over the whole set
     shallow = client.get(f"/api/v1/cis/{switch['id']}/impact", params={"max_depth": 1}, headers=admin.headers).json()
     assert [c["name"] for c in shallow["cis"]] == ["srv-1"]
     only_runs = client.get(f"/api/v1/cis/{vm['id']}/impact", params={"relationship_types": "runs_on"},

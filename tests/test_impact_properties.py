@@ -3,6 +3,8 @@ and diamonds: the same set, each CI at its minimal depth, with a path that reall
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -72,13 +74,15 @@ def test_impact_equals_the_specification_query(sandbox, graph):
 
         report = cmdb.impact(db, actor, nodes[start], max_depth=10,
                              relationship_types=[CIRelationshipType.depends_on, CIRelationshipType.runs_on])
-        assert {c.id: c.depth for c in report.cis} == expected
-        for impacted in report.cis:
-            assert len(impacted.path) == impacted.depth and impacted.path[-1].ci_id == impacted.id
+        assert {uuid.UUID(c["id"]): c["depth"] for c in report["cis"]} == expected
+        assert report["total"] == len(expected)
+        for impacted in report["cis"]:
+            assert len(impacted["path"]) == impacted["depth"] and impacted["path"][-1]["ci_id"] == impacted["id"]
             previous = nodes[start]
-            for step in impacted.path:  # every hop is a real edge carrying impact to the next CI
-                assert (nodes.index(step.ci_id), nodes.index(previous), step.relationship_type.value) in present
-                previous = step.ci_id
+            for step in impacted["path"]:  # every hop is a real edge carrying impact to the next CI
+                hop = uuid.UUID(step["ci_id"])
+                assert (nodes.index(hop), nodes.index(previous), step["relationship_type"]) in present
+                previous = hop
     finally:
         db.rollback()
         db.close()

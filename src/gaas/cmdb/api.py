@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Annotated
 
@@ -149,24 +150,32 @@ def _types(relationship_types: str | None) -> list[CIRelationshipType] | None:
                                       "enum") from exc
 
 
-@router.get("/cis/{ci_id}/impact", response_model=ImpactReport,
+def _json(report: dict) -> Response:
+    """Large reports are serialised directly (documented by the route's response_model)."""
+    return Response(json.dumps(report, separators=(",", ":")), media_type="application/json")
+
+
+@router.get("/cis/{ci_id}/impact", response_model=ImpactReport, response_class=Response,
             summary="Everything affected if this CI fails, each at its shortest depth with the path that explains "
                     "it, and the services and business services reached")
 def impact(ci_id: uuid.UUID, db: DbSession, actor: CurrentActor,
            max_depth: Annotated[int, Query(ge=1, le=service.MAX_IMPACT_DEPTH)] = 10,
            relationship_types: Annotated[str | None, Query(max_length=200, description="Comma-separated; default "
-                                                           "depends_on,runs_on,part_of")] = None) -> ImpactReport:
-    return service.impact(db, actor, ci_id, dependents=True, max_depth=max_depth,
-                          relationship_types=_types(relationship_types))
+                                                           "depends_on,runs_on,part_of")] = None,
+           limit: Annotated[int, Query(ge=1, le=service.IMPACT_PAGE_MAX)] = 1000, cursor: Cursor = None) -> Response:
+    return _json(service.impact(db, actor, ci_id, dependents=True, max_depth=max_depth,
+                                relationship_types=_types(relationship_types), limit=limit, cursor=cursor))
 
 
-@router.get("/cis/{ci_id}/dependencies", response_model=ImpactReport,
+@router.get("/cis/{ci_id}/dependencies", response_model=ImpactReport, response_class=Response,
             summary="What this CI needs: the opposite direction of impact")
 def dependencies(ci_id: uuid.UUID, db: DbSession, actor: CurrentActor,
                  max_depth: Annotated[int, Query(ge=1, le=service.MAX_IMPACT_DEPTH)] = 10,
-                 relationship_types: Annotated[str | None, Query(max_length=200)] = None) -> ImpactReport:
-    return service.impact(db, actor, ci_id, dependents=False, max_depth=max_depth,
-                          relationship_types=_types(relationship_types))
+                 relationship_types: Annotated[str | None, Query(max_length=200)] = None,
+                 limit: Annotated[int, Query(ge=1, le=service.IMPACT_PAGE_MAX)] = 1000,
+                 cursor: Cursor = None) -> Response:
+    return _json(service.impact(db, actor, ci_id, dependents=False, max_depth=max_depth,
+                                relationship_types=_types(relationship_types), limit=limit, cursor=cursor))
 
 
 # ---- relationships ------------------------------------------------------------------------------------

@@ -146,7 +146,8 @@ class ImpactedService(BaseModel):
     type: str
     domain: str
     sla_target: str | None
-    via_ci_ids: list[uuid.UUID] = Field(default_factory=list)
+    via_ci_count: int = Field(description="Impacted CIs that lead to this service")
+    via_ci_ids: list[uuid.UUID] = Field(description="Up to 20 of them")
 
 
 class ImpactReport(BaseModel):
@@ -154,6 +155,9 @@ class ImpactReport(BaseModel):
     direction: str
     max_depth: int
     relationship_types: list[CIRelationshipType]
-    cis: list[ImpactedCI]
+    total: int = Field(description="Every CI reached")
+    by_depth: dict[str, int] = Field(description="How many CIs at each depth")
+    cis: list[ImpactedCI] = Field(description="One page of them, nearest first")
+    next_cursor: str | None
     services: list[ImpactedService]
     business_services: list[ImpactedService]

@@ -9,7 +9,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from sqlalchemy import Select, literal, or_, select, text
+from sqlalchemy import Float, Select, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from gaas.audit import service as audit
@@ -32,10 +32,6 @@ from gaas.cmdb.schemas import (
     CIOut,
     CIRelationshipCreate,
     CIUpdate,
-    ImpactedCI,
-    ImpactedService,
-    ImpactReport,
-    PathStep,
 )
 from gaas.core.context import Actor
 from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
@@ -340,17 +336,19 @@ def list_cis(db: Session, actor: Actor, *, domain: str | None, ci_class: str | N
                     execute=db.scalars)
 
 
+SEARCH_MAX_DISTANCE = 0.6  # 1 - word similarity: closer than this counts as a match
+
+
 def _search(db: Session, stmt: Select, q: str, cursor: str | None, limit: int):
-    """Fuzzy name search: trigram word similarity (`<%`, served by the GIN trigram index), also
-    catching partial host names by ILIKE; best matches first."""
+    """Fuzzy name search, nearest first: `q <<-> name` (one minus word similarity) ordered through
+    the GiST trigram index, so only the nearest names are ever scored; far ones are dropped."""
     offset = decode_offset(cursor)
-    db.execute(text("SELECT set_config('pg_trgm.word_similarity_threshold', '0.4', true)"))
-    like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    rank = text("word_similarity(:q, gaas_cmdb.configuration_items.name) DESC").bindparams(q=q)
-    stmt = (stmt.where(or_(literal(q).op("<%")(ConfigurationItem.name), ConfigurationItem.name.ilike(like)))
-            .order_by(rank, ConfigurationItem.id).offset(offset).limit(limit + 1))
-    rows = list(db.scalars(stmt))
-    return (rows[:limit], encode_offset(offset + limit)) if len(rows) > limit else (rows, None)
+    distance = literal(q).op("<<->", return_type=Float)(ConfigurationItem.name)
+    rows = db.execute(stmt.add_columns(distance.label("distance"))
+                      .order_by(distance).offset(offset).limit(limit + 1)).all()  # no tie-break: KNN orders by one key
+    close = [row[0] for row in rows if row.distance < SEARCH_MAX_DISTANCE]
+    more = len(rows) > limit and len(close) == len(rows)
+    return (close[:limit], encode_offset(offset + limit)) if more else (close[:limit], None)
 
 
 # ---- relationships ------------------------------------------------------------------------------------
@@ -413,83 +411,103 @@ def delete_relationship(db: Session, actor: Actor, relationship_id: uuid.UUID) -
 # ---- impact analysis ------------------------------------------------------------------------------------
 
 _STEP_DEPENDENTS = text("""
-    SELECT r.source_ci_id AS reached, r.target_ci_id AS via, r.relationship_type::text AS type
+    SELECT r.source_ci_id, r.target_ci_id, r.relationship_type::text, c.service_id
     FROM gaas_cmdb.ci_relationships r
     JOIN gaas_cmdb.configuration_items c ON c.id = r.source_ci_id AND c.deleted_at IS NULL
     WHERE r.target_ci_id = ANY(:frontier) AND r.relationship_type::text = ANY(:types)
     ORDER BY r.source_ci_id, r.target_ci_id, r.relationship_type""")
 _STEP_DEPENDENCIES = text("""
-    SELECT r.target_ci_id AS reached, r.source_ci_id AS via, r.relationship_type::text AS type
+    SELECT r.target_ci_id, r.source_ci_id, r.relationship_type::text, c.service_id
     FROM gaas_cmdb.ci_relationships r
     JOIN gaas_cmdb.configuration_items c ON c.id = r.target_ci_id AND c.deleted_at IS NULL
     WHERE r.source_ci_id = ANY(:frontier) AND r.relationship_type::text = ANY(:types)
     ORDER BY r.target_ci_id, r.source_ci_id, r.relationship_type""")
+_DETAILS = text("""SELECT id, number, name, ci_class, domain, status::text, service_id
+                   FROM gaas_cmdb.configuration_items WHERE id = ANY(:ids)""")
+IMPACT_PAGE_MAX = 5000
 
 
 def _walk(db: Session, root: uuid.UUID, *, dependents: bool, types: list[str],
-          max_depth: int) -> dict[uuid.UUID, tuple[int, uuid.UUID | None, str | None]]:
+          max_depth: int) -> dict[uuid.UUID, tuple[int, uuid.UUID | None, str | None, uuid.UUID | None]]:
     """Breadth-first, one query per level: each CI once, at its shortest depth, with the CI and
-    relationship it was first reached through (row-level security hides what the caller may not see)."""
+    relationship it was first reached through, and the service it supports. Row-level security
+    hides what the caller may not see, so the walk never passes through it."""
     step = _STEP_DEPENDENTS if dependents else _STEP_DEPENDENCIES
-    reached: dict[uuid.UUID, tuple[int, uuid.UUID | None, str | None]] = {root: (0, None, None)}
+    reached: dict[uuid.UUID, tuple[int, uuid.UUID | None, str | None, uuid.UUID | None]] = {
+        root: (0, None, None, None)}
     frontier = [root]
     for depth in range(1, max_depth + 1):
         if not frontier:
             break
         next_frontier = []
-        for row in db.execute(step, {"frontier": frontier, "types": types}):
-            if row.reached not in reached:
-                reached[row.reached] = (depth, row.via, row.type)
-                next_frontier.append(row.reached)
+        for found, via, type_, service_id in db.execute(step, {"frontier": frontier, "types": types}):
+            if found not in reached:
+                reached[found] = (depth, via, type_, service_id)
+                next_frontier.append(found)
         frontier = next_frontier
     return reached
 
 
-def _path(reached: dict, ci_id: uuid.UUID) -> list[PathStep]:
-    steps = []
+def _path(reached: dict, ci_id: uuid.UUID) -> list[dict[str, str]]:
+    hops = []
     while True:
-        _, via, type_ = reached[ci_id]
+        _, via, type_, _ = reached[ci_id]
         if via is None:
-            return list(reversed(steps))
-        steps.append(PathStep(ci_id=ci_id, relationship_type=type_))
+            return hops[::-1]
+        hops.append({"ci_id": str(ci_id), "relationship_type": type_})
         ci_id = via
 
 
 def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = True, max_depth: int = 10,
-           relationship_types: list[CIRelationshipType] | None = None) -> ImpactReport:
-    """What fails with this CI (dependents), or what it needs (dependencies), and the services and
-    business services reached."""
+           relationship_types: list[CIRelationshipType] | None = None, limit: int = 1000,
+           cursor: str | None = None) -> dict[str, Any]:
+    """What fails with this CI (dependents), or what it needs (dependencies): how many CIs at each
+    depth, one page of them (by depth) with the path that explains each, and every service and
+    business service reached. A plain structure shaped like ImpactReport: a core switch reaches
+    hundreds of thousands of CIs, too many for a model each."""
     root = get_ci(db, actor, ci_id, include_deleted=False)
     if not 1 <= max_depth <= MAX_IMPACT_DEPTH:
         raise ValidationProblem.field("max_depth", f"must be between 1 and {MAX_IMPACT_DEPTH}")
+    if not 1 <= limit <= IMPACT_PAGE_MAX:
+        raise ValidationProblem.field("limit", f"must be between 1 and {IMPACT_PAGE_MAX}")
     types = relationship_types or list(IMPACT_TYPES)
     reached = _walk(db, root.id, dependents=dependents, types=[t.value for t in types], max_depth=max_depth)
-    ids = [i for i in reached if i != root.id]
-    cis = []
     by_service: dict[uuid.UUID, list[uuid.UUID]] = {}
+    by_depth: dict[int, int] = {}
     if root.service_id:
         by_service.setdefault(root.service_id, []).append(root.id)
-    for row in db.execute(select(ConfigurationItem).where(ConfigurationItem.id.in_(ids))).scalars() if ids else []:
-        depth = reached[row.id][0]
-        cis.append(ImpactedCI(id=row.id, number=row.number, name=row.name, ci_class=row.ci_class, domain=row.domain,
-                              status=row.status, service_id=row.service_id, depth=depth, path=_path(reached, row.id)))
-        if row.service_id:
-            by_service.setdefault(row.service_id, []).append(row.id)
-    cis.sort(key=lambda c: (c.depth, c.name, str(c.id)))
+    ordered = []
+    for found, (depth, _, _, service_id) in reached.items():
+        if found == root.id:
+            continue
+        ordered.append(found)  # reached in breadth-first order: by depth already
+        by_depth[depth] = by_depth.get(depth, 0) + 1
+        if service_id:
+            by_service.setdefault(service_id, []).append(found)
+    offset = decode_offset(cursor)
+    page = ordered[offset:offset + limit]
+    details = {row.id: row for row in db.execute(_DETAILS, {"ids": page})} if page else {}
+    cis = [{"id": str(i), "number": details[i].number, "name": details[i].name, "ci_class": details[i].ci_class,
+            "domain": details[i].domain, "status": details[i].status,
+            "service_id": str(details[i].service_id) if details[i].service_id else None,
+            "depth": reached[i][0], "path": _path(reached, i)} for i in page if i in details]
     services, business = catalog.services_with_business_ancestors(db, actor, list(by_service))
-    via_cis = {sid: sorted(ci_ids) for sid, ci_ids in by_service.items()}
 
-    def as_service(entry: dict, origins: list[uuid.UUID]) -> ImpactedService:
-        cis_via = sorted({c for origin in origins for c in via_cis.get(origin, [])})
-        return ImpactedService(**{k: entry[k] for k in ("id", "number", "name", "type", "domain", "sla_target")},
-                               via_ci_ids=cis_via)
+    def as_service(entry: dict, origins: list[uuid.UUID]) -> dict[str, Any]:
+        via = [c for origin in origins for c in by_service.get(origin, [])]
+        return {**{k: str(entry[k]) if k == "id" else entry[k]
+                   for k in ("id", "number", "name", "type", "domain", "sla_target")},
+                "via_ci_count": len(via), "via_ci_ids": sorted(str(c) for c in via)[:20]}
 
-    return ImpactReport(
-        ci=CIOut.model_validate(root), direction="dependents" if dependents else "dependencies", max_depth=max_depth,
-        relationship_types=types, cis=cis,
-        services=[as_service(s, [s["id"]]) for s in services],
-        business_services=[as_service(b, b["via"]) for b in business],
-    )
+    return {
+        "ci": CIOut.model_validate(root).model_dump(mode="json"),
+        "direction": "dependents" if dependents else "dependencies", "max_depth": max_depth,
+        "relationship_types": [t.value for t in types], "total": len(ordered),
+        "by_depth": {str(d): n for d, n in sorted(by_depth.items())},
+        "cis": cis, "next_cursor": encode_offset(offset + limit) if offset + limit < len(ordered) else None,
+        "services": [as_service(s, [s["id"]]) for s in services],
+        "business_services": [as_service(b, b["via"]) for b in business],
+    }
 
 
 # ---- health -------------------------------------------------------------------------------------------
