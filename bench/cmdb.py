@@ -148,7 +148,7 @@ def measure(db, http: httpx.Client, conn, ids, *, cis: int, rels: int, repeat: i
     for label, ci_id, runs in (("core", core, max(3, repeat // 5)), ("typical", typical, repeat)):
         report = http.get(f"/api/v1/cis/{ci_id}/impact", params={"relationship_types": "depends_on,runs_on"},
                           timeout=300).json()
-        counts[label] = (len(report["cis"]), len(report["business_services"]))
+        counts[label] = (report["total"], len(report["business_services"]))
         api = timed(f"impact {label}", runs, lambda i, ci_id=ci_id: http.get(
             f"/api/v1/cis/{ci_id}/impact", params={"relationship_types": "depends_on,runs_on"},
             timeout=300).raise_for_status())
