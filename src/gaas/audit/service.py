@@ -8,18 +8,20 @@ writes (role assignments, token revocation, logins) call :func:`record` themselv
 from __future__ import annotations
 
 import enum
+import json
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, event, insert, inspect, select
+from sqlalchemy import Select, event, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from gaas.audit.models import AuditLog
 from gaas.core.context import Actor
 from gaas.core.db import request_info
 from gaas.core.errors import Forbidden
+from gaas.core.ids import new_id
 from gaas.core.models import AuditedMixin
 from gaas.core.queries import where_equal, where_in_range
 
@@ -67,6 +69,31 @@ def record(session: Session, *, action: str, entity_type: str, entity_id: uuid.U
     """Write one audit row now, in the caller's transaction."""
     session.execute(insert(AuditLog), [_row(session, action=action, entity_type=entity_type,
                                             entity_id=entity_id, changes=changes, domain=domain)])
+
+
+_INSERT_MANY = text("""
+    INSERT INTO gaas_audit.audit_log (id, user_id, user_email, action, entity_type, entity_id, changes, ip_address,
+                                      user_agent, domain, request_id)
+    SELECT r.id, CAST(:user_id AS uuid), :user_email, r.action, :entity_type, r.entity_id, r.changes,
+           CAST(:ip AS inet), :user_agent, r.domain, :request_id
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id uuid, action text, entity_id uuid, changes jsonb,
+                                                       domain text)""")
+
+
+def record_many(session: Session, entity_type: str,
+                rows: list[tuple[str, uuid.UUID, dict[str, Any], str | None]]) -> None:
+    """Many audit rows of one entity type in one statement: (action, entity id, changes, domain)."""
+    if not rows:
+        return
+    actor: Actor | None = session.info.get("actor")
+    info = request_info(session)
+    batch = [{"id": str(new_id()), "action": action, "entity_id": str(entity_id), "changes": jsonable(changes),
+              "domain": domain} for action, entity_id, changes, domain in rows]
+    session.execute(_INSERT_MANY, {
+        "user_id": actor.user_id if actor else None, "user_email": actor.email if actor else None,
+        "entity_type": entity_type, "ip": info.ip_address, "user_agent": info.user_agent,
+        "request_id": info.request_id, "rows": json.dumps(batch, separators=(",", ":")),
+    })
 
 
 def _changed_fields(obj: AuditedMixin) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -28,17 +28,17 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import Text, cast, literal, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from gaas.audit.models import AuditLog
-from gaas.audit.service import jsonable
+from gaas.audit.service import record_many
 from gaas.cmdb.models import CIClass, CIRelationshipType, CIStatus, ConfigurationItem, Environment
 from gaas.cmdb.schemas import ClassName
 from gaas.cmdb.service import class_for, identity_keys, validate_attributes
 from gaas.core.context import Actor
-from gaas.core.db import request_info
 from gaas.core.errors import Forbidden, ValidationProblem
+from gaas.core.events import emit_many
 from gaas.core.ids import new_id
 from gaas.iam import service as iam
 from gaas.iam.schemas import DomainCode, Name
@@ -265,19 +265,17 @@ class Importer:
             return
         all_keys = sorted({k for c in unique for k in c.keys})
         existing = self.db.execute(
-            select(ConfigurationItem).where(ConfigurationItem.identity_keys.overlap(all_keys),
-                                            ConfigurationItem.deleted_at.is_(None))
+            select(ConfigurationItem).where(_matches_any_key(all_keys))
             .execution_options(populate_existing=True)).scalars().all()
-        by_key = {k: ci for ci in existing for k in ci.identity_keys}
+        by_key = {k: ci for ci in existing if ci.deleted_at is None for k in ci.identity_keys}
         creates, updates, touches, audits = [], [], [], []
         for candidate in unique:
             match = next((by_key[k] for k in candidate.keys if k in by_key), None)
             if match is None:
-                creates.append(self._new_row(candidate))
-                audits.append(self._audit("create", creates[-1]["id"], candidate.row.domain,
-                                          {"after": {k: v for k, v in creates[-1].items()
-                                                     if k in ("name", "ci_class", "domain", "environment", "status",
-                                                              "attributes", "discovered_by") and v is not None}}))
+                row = self._new_row(candidate)
+                creates.append(row)
+                after = {k: row[k] for k in _CREATE_AUDITED if row[k] is not None}
+                audits.append(("create", row["id"], {"after": after, "source": self.source}, row["domain"]))
                 continue
             change = self._reconcile(match, candidate)
             if change is None:
@@ -286,7 +284,8 @@ class Importer:
             values, before, after = change
             if before:
                 updates.append(values)
-                audits.append(self._audit("update", match.id, match.domain, {"before": before, "after": after}))
+                audits.append(("update", match.id, {"before": before, "after": after, "source": self.source},
+                               match.domain))
             else:
                 touches.append(values)
                 self.result.unchanged += 1
@@ -294,29 +293,16 @@ class Importer:
         self.result.updated += len(updates)
         if self.result.dry_run:
             return
-        table = ConfigurationItem.__table__
         if creates:
-            self.db.execute(insert(table), creates)
-            events = [{"domain": c["domain"], "id": c["id"], "actor": self.actor.user_id,
-                       "rid": request_info(self.db).request_id,
-                       "payload": json.dumps({"name": c["name"], "ci_class": c["ci_class"], "source": self.source})}
-                      for c in creates]
-            self.db.execute(text(
-                "INSERT INTO gaas_workflow.outbox_events (event_type, domain, entity_type, entity_id, payload,"
-                " actor_id, request_id) VALUES ('ci.created', :domain, 'ci', :id, CAST(:payload AS jsonb), :actor,"
-                " :rid)"), events)
-        for rows_, bump in ((updates, True), (touches, False)):
-            if rows_:
-                stmt = update(table).where(table.c.id == bindparam("b_id"))
-                values = {"attributes": bindparam("b_attributes"), "attribute_sources": bindparam("b_sources"),
-                          "last_discovered_at": bindparam("b_seen"), "discovered_by": bindparam("b_source"),
-                          "identity_keys": bindparam("b_keys")}
-                if bump:
-                    values |= {"version": table.c.version + 1, "updated_by": self.actor.user_id,
-                               "updated_at": self.now}
-                self.db.execute(stmt.values(**values), rows_)
-        if audits:
-            self.db.execute(insert(AuditLog), audits)
+            self.db.execute(_INSERT_CIS, _rows(creates))
+            emit_many(self.db, "ci.created", "ci", [
+                (c["domain"], c["id"], {"name": c["name"], "ci_class": c["ci_class"], "source": self.source})
+                for c in creates])
+        if updates:
+            self.db.execute(_UPDATE_CIS.bindparams(bump=True, actor=self.actor.user_id), _rows(updates))
+        if touches:
+            self.db.execute(_UPDATE_CIS.bindparams(bump=False, actor=self.actor.user_id), _rows(touches))
+        record_many(self.db, "ci", audits)
 
     def _new_row(self, candidate: _Candidate) -> dict[str, Any]:
         row = candidate.row
@@ -326,7 +312,7 @@ class Importer:
                 "attributes": row.attributes, "discovered_by": self.source, "last_discovered_at": seen,
                 "identity_keys": candidate.keys,
                 "attribute_sources": {k: {"source": self.source, "at": seen.isoformat()} for k in row.attributes},
-                "created_by": self.actor.user_id, "updated_by": self.actor.user_id, "version": 1}
+                "actor": self.actor.user_id}
 
     def _reconcile(self, ci: ConfigurationItem, candidate: _Candidate):
         """The attributes this source may write, and whether anything changes."""
@@ -351,18 +337,11 @@ class Importer:
         if not before and last_seen == ci.last_discovered_at:
             return None
         keys = identity_keys(cls, domain=ci.domain, name=ci.name, environment=ci.environment, attributes=attributes)
-        values = {"b_id": ci.id, "b_attributes": attributes, "b_sources": sources, "b_seen": last_seen,
-                  "b_source": self.source if before else ci.discovered_by or self.source, "b_keys": keys}
+        values = {"id": ci.id, "attributes": attributes, "attribute_sources": sources, "last_discovered_at": last_seen,
+                  "discovered_by": self.source if before else ci.discovered_by or self.source, "identity_keys": keys}
         changes_before = {"attributes": {k: before[k] for k in before}} if before else {}
         changes_after = {"attributes": after} if before else {}
         return values, changes_before, changes_after
-
-    def _audit(self, action: str, entity_id: uuid.UUID, domain: str | None, changes: dict) -> dict[str, Any]:
-        info = request_info(self.db)
-        return {"id": new_id(), "user_id": self.actor.user_id, "user_email": self.actor.email, "action": action,
-                "entity_type": "ci", "entity_id": entity_id, "changes": jsonable({**changes, "source": self.source}),
-                "ip_address": info.ip_address, "user_agent": info.user_agent, "domain": domain,
-                "request_id": info.request_id}
 
     # -- relationships --
     def _relationship_batch(self, rows: list[tuple[int, Any]]) -> None:
@@ -386,10 +365,9 @@ class Importer:
         if not parsed:
             return
         keys = sorted({k for _, _, s, t in parsed for k in (s, t)})
-        found = self.db.execute(select(ConfigurationItem.id, ConfigurationItem.identity_keys, ConfigurationItem.domain)
-                                .where(ConfigurationItem.identity_keys.overlap(keys),
-                                       ConfigurationItem.deleted_at.is_(None))).all()
-        by_key = {k: (row.id, row.domain) for row in found for k in row.identity_keys}
+        found = self.db.execute(select(ConfigurationItem.id, ConfigurationItem.identity_keys, ConfigurationItem.domain,
+                                       ConfigurationItem.deleted_at).where(_matches_any_key(keys))).all()
+        by_key = {k: (row.id, row.domain) for row in found if row.deleted_at is None for k in row.identity_keys}
         new_links: list[dict[str, Any]] = []
         domains: dict[uuid.UUID, str | None] = {}
         for line, rel, source_key, target_key in parsed:
@@ -435,12 +413,12 @@ class Importer:
                         CAST(:types AS text[])) AS n(id, source, target, type)
             ON CONFLICT ON CONSTRAINT uq_ci_relationship DO NOTHING
             RETURNING id"""), {**columns, "actor": self.actor.user_id}).scalars())
-        audits = [self._audit("add_relationship", link["source_ci_id"], domains[link["id"]],
-                              {"after": {"relationship_id": link["id"], "type": link["relationship_type"],
-                                         "target_ci_id": link["target_ci_id"]}})
-                  for link in new_links if link["id"] in inserted]
-        if audits:
-            self.db.execute(insert(AuditLog), audits)
+        record_many(self.db, "ci", [
+            ("add_relationship", link["source_ci_id"], {"after": {"relationship_id": link["id"],
+                                                                  "type": link["relationship_type"],
+                                                                  "target_ci_id": link["target_ci_id"]},
+                                                        "source": self.source}, domains[link["id"]])
+            for link in new_links if link["id"] in inserted])
         self.result.relationships_created += len(inserted)
         self.result.relationships_unchanged += len(new_links) - len(inserted)
 
@@ -456,6 +434,44 @@ class Importer:
         keys = identity_keys(cls, domain=domain, name=end.get("name", ""), environment=end.get("environment", ""),
                              attributes=attributes)
         return keys[0] if keys else None
+
+
+_CREATE_AUDITED = ("name", "ci_class", "domain", "environment", "status", "attributes", "discovered_by")
+_INSERT_CIS = text("""
+    INSERT INTO gaas_cmdb.configuration_items (id, domain, name, ci_class, status, environment, owner_id, attributes,
+        discovered_by, last_discovered_at, identity_keys, attribute_sources, created_by, updated_by)
+    SELECT r.id, r.domain, r.name, r.ci_class, CAST(r.status AS gaas_cmdb.ci_status),
+           CAST(r.environment AS gaas_cmdb.environment_type), r.owner_id, r.attributes, r.discovered_by,
+           r.last_discovered_at, ARRAY(SELECT jsonb_array_elements_text(r.identity_keys)), r.attribute_sources,
+           r.actor, r.actor
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id uuid, domain text, name text, ci_class text, status text,
+        environment text, owner_id uuid, attributes jsonb, discovered_by text, last_discovered_at timestamptz,
+        identity_keys jsonb, attribute_sources jsonb, actor uuid)""")
+# A touch (bump false) moves last_discovered_at without a new version.
+_UPDATE_CIS = text("""
+    UPDATE gaas_cmdb.configuration_items c
+    SET attributes = r.attributes, attribute_sources = r.attribute_sources,
+        last_discovered_at = r.last_discovered_at, discovered_by = r.discovered_by,
+        identity_keys = ARRAY(SELECT jsonb_array_elements_text(r.identity_keys)),
+        version = c.version + CASE WHEN :bump THEN 1 ELSE 0 END,
+        updated_at = CASE WHEN :bump THEN now() ELSE c.updated_at END,
+        updated_by = CASE WHEN :bump THEN CAST(:actor AS uuid) ELSE c.updated_by END
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id uuid, attributes jsonb, attribute_sources jsonb,
+        last_discovered_at timestamptz, discovered_by text, identity_keys jsonb)
+    WHERE c.id = r.id""")
+
+
+def _matches_any_key(keys: list[str]):
+    """identity_keys && keys, on the GIN index. The keys go in through a sub-select: given as a
+    literal array of a thousand keys the planner expects thousands of matches and scans the
+    table; deleted CIs are skipped by the caller for the same reason."""
+    return ConfigurationItem.identity_keys.op("&&")(select(cast(literal(keys, ARRAY(Text)), ARRAY(Text)))
+                                                    .scalar_subquery())
+
+
+def _rows(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """A batch as one JSON parameter (jsonb_to_recordset): no per-value escaping in the driver."""
+    return {"rows": json.dumps(rows, default=str, separators=(",", ":"))}
 
 
 def _ranker(precedence: list[str]) -> Callable[[str], int]:

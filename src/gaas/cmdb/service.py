@@ -183,9 +183,25 @@ def identity_keys(cls: CIClass | None, *, domain: str | None, name: str, environ
     return keys
 
 
+_VALIDATORS: dict[tuple[uuid.UUID, int], Draft202012Validator] = {}
+
+
+def _validator(cls: CIClass) -> Draft202012Validator:
+    """Built once per class version: building one costs far more than validating with it."""
+    key = (cls.id, cls.version)
+    if key not in _VALIDATORS:
+        if len(_VALIDATORS) > 1000:
+            _VALIDATORS.clear()
+        _VALIDATORS[key] = Draft202012Validator(cls.attribute_schema,
+                                                format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return _VALIDATORS[key]
+
+
 def validate_attributes(cls: CIClass, attributes: dict[str, Any]) -> None:
     """422 naming each attribute that breaks the class's JSON Schema."""
-    validator = Draft202012Validator(cls.attribute_schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator = _validator(cls)
+    if validator.is_valid(attributes):
+        return
     errors = []
     for error in sorted(validator.iter_errors(attributes), key=lambda e: list(e.path)):
         path = [str(p) for p in error.path]

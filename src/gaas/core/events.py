@@ -32,3 +32,25 @@ def emit(session: Session, event_type: str, *, domain: str | None, entity_type: 
         "payload": json.dumps(jsonable(payload)), "actor_id": actor.user_id if actor else None,
         "request_id": request_info(session).request_id,
     })
+
+
+_EMIT_MANY = text("""
+    INSERT INTO gaas_workflow.outbox_events (event_type, domain, entity_type, entity_id, payload, actor_id, request_id)
+    SELECT :event_type, e.domain, :entity_type, e.entity_id, e.payload, CAST(:actor_id AS uuid), :request_id
+    FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS e(domain text, entity_id uuid, payload jsonb)""")
+
+
+def emit_many(session: Session, event_type: str, entity_type: str,
+              events: list[tuple[str | None, uuid.UUID, dict[str, Any]]]) -> None:
+    """Many events of one type in one statement: (domain, entity id, payload)."""
+    import json
+
+    if not events:
+        return
+    actor = session.info.get("actor")
+    batch = [{"domain": domain, "entity_id": str(entity_id), "payload": jsonable(payload)}
+             for domain, entity_id, payload in events]
+    session.execute(_EMIT_MANY, {
+        "event_type": event_type, "entity_type": entity_type, "actor_id": actor.user_id if actor else None,
+        "request_id": request_info(session).request_id, "events": json.dumps(batch, separators=(",", ":")),
+    })

@@ -87,10 +87,12 @@ CREATE TABLE {M}.configuration_items (
     op.execute(f"CREATE INDEX idx_cis_name_trgm ON {M}.configuration_items USING gin(name gin_trgm_ops)")
     # Fuzzy search ranks by word-similarity distance: a GiST trigram index returns the nearest names
     # first (KNN) without scoring every match, as the GIN index would have to.
-    op.execute(f"CREATE INDEX idx_cis_name_trgm_knn ON {M}.configuration_items USING gist(name gist_trgm_ops) "
-               "WHERE deleted_at IS NULL")
+    # Not partial: a partial index here tempts the planner to use it as "all live rows" elsewhere.
+    op.execute(f"CREATE INDEX idx_cis_name_trgm_knn ON {M}.configuration_items USING gist(name gist_trgm_ops)")
+    # fastupdate off: an import looks keys up while it inserts them; a pending list would make every
+    # lookup scan all the entries this import added.
     op.execute(f"CREATE INDEX idx_cis_identity ON {M}.configuration_items USING gin(identity_keys) "
-               "WHERE deleted_at IS NULL")
+               "WITH (fastupdate = off)")
     enable_domain_rls(M, "configuration_items")
     grant(M, "configuration_items", "SELECT, INSERT, UPDATE")
 
@@ -122,11 +124,42 @@ CREATE TABLE {M}.ci_relationships (
     enable_rls_by(M, "ci_relationships", read=visible, write=writable)
     grant(M, "ci_relationships", "SELECT, INSERT, DELETE")
 
+    _leakproof_operators()
+
     definer_function("gaas_iam.user_is_active(uuid)", """
 CREATE FUNCTION gaas_iam.user_is_active(p_user_id uuid) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (SELECT 1 FROM gaas_iam.users u
                    WHERE u.id = p_user_id AND u.status = 'active' AND u.deleted_at IS NULL)
+$$""")
+
+
+# Row-level security only lets an index serve a filter whose operator is LEAKPROOF (otherwise the
+# policy must run first, on every row). These built-in operators cannot reveal a row through an
+# error or side effect (errors depend on types or on the caller's own pattern, never on the row),
+# so they are marked leakproof in this database: identity lookup (&&), attribute containment (@>),
+# and ILIKE / trigram similarity for fuzzy search. Needs a superuser owner; skipped otherwise.
+LEAKPROOF = ("arrayoverlap(anyarray, anyarray)", "jsonb_contains(jsonb, jsonb)", "texticlike(text, text)",
+             "similarity_op(text, text)", "word_similarity_op(text, text)",
+             "word_similarity_commutator_op(text, text)")
+
+
+def _leakproof_operators() -> None:
+    functions = ", ".join(f"'{f}'" for f in LEAKPROOF)
+    op.execute(f"""
+DO $$
+DECLARE f text;
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        FOREACH f IN ARRAY ARRAY[{functions}] LOOP
+            IF to_regprocedure(f) IS NOT NULL THEN
+                EXECUTE format('ALTER FUNCTION %s LEAKPROOF', to_regprocedure(f));
+            END IF;
+        END LOOP;
+    ELSE
+        RAISE WARNING 'not a superuser: filters on && @> ILIKE and trigram similarity will not use indexes under RLS';
+    END IF;
+END
 $$""")
 
 
