@@ -87,12 +87,12 @@ def record_many(session: Session, entity_type: str,
         return
     actor: Actor | None = session.info.get("actor")
     info = request_info(session)
-    batch = [{"id": str(new_id()), "action": action, "entity_id": str(entity_id), "changes": jsonable(changes),
+    batch = [{"id": str(new_id()), "action": action, "entity_id": str(entity_id), "changes": changes,
               "domain": domain} for action, entity_id, changes, domain in rows]
     session.execute(_INSERT_MANY, {
         "user_id": actor.user_id if actor else None, "user_email": actor.email if actor else None,
         "entity_type": entity_type, "ip": info.ip_address, "user_agent": info.user_agent,
-        "request_id": info.request_id, "rows": json.dumps(batch, separators=(",", ":")),
+        "request_id": info.request_id, "rows": json.dumps(batch, default=jsonable, separators=(",", ":")),
     })
 
 

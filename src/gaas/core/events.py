@@ -48,9 +48,10 @@ def emit_many(session: Session, event_type: str, entity_type: str,
     if not events:
         return
     actor = session.info.get("actor")
-    batch = [{"domain": domain, "entity_id": str(entity_id), "payload": jsonable(payload)}
+    batch = [{"domain": domain, "entity_id": str(entity_id), "payload": payload}
              for domain, entity_id, payload in events]
     session.execute(_EMIT_MANY, {
         "event_type": event_type, "entity_type": entity_type, "actor_id": actor.user_id if actor else None,
-        "request_id": request_info(session).request_id, "events": json.dumps(batch, separators=(",", ":")),
+        "request_id": request_info(session).request_id,
+        "events": json.dumps(batch, default=jsonable, separators=(",", ":")),
     })
