@@ -90,9 +90,9 @@ def generate(total: int, seed: int, domain: str, owner: uuid.UUID):
             yield edge(db, rng.choice(ids["vm"]), "runs_on")
         for a in ids["application"]:
             yield edge(a, rng.choice(ids["vm"]), "runs_on")
-            for db in rng.sample(ids["database"], 3):
+            for db in rng.sample(ids["database"], 4):
                 yield edge(a, db, "depends_on")
-        for v in rng.sample(ids["vm"], min(len(ids["vm"]), len(ids["vm"]) // 2)):
+        for v in ids["vm"]:
             other = rng.choice(ids["vm"])
             if other != v:
                 yield edge(v, other, "connects_to")
