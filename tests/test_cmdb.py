@@ -3,6 +3,7 @@ attribute validation and filters, and impact analysis."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any, ClassVar
 
@@ -264,3 +265,59 @@ def test_health_counts_and_links_to_the_offending_cis(client, world):
     assert listed("missing_required") == set()
     assert row["completeness_pct"] == 100.0
     assert_problem(client.get("/api/v1/cis", params={"health": "haunted"}, headers=admin.headers), 422, "health")
+
+
+def test_impact_and_links_stay_within_ci_view(client, world):
+    home, other = world.domain(), world.domain()
+    root = world.admin()
+    mine = ci(client, root, home, name="mine")
+    hidden = ci(client, root, other, name="hidden")
+    link(client, root, hidden, mine, "depends_on")
+    person = world.user(other)  # sees `other` (home domain) but holds no CMDB rights there
+    role = client.get("/api/v1/roles", params={"name": "cmdb_admin"}, headers=root.headers).json()["items"][0]
+    home_id = client.get("/api/v1/domains", params={"q": home}, headers=root.headers).json()["items"][0]["id"]
+    client.post(f"/api/v1/users/{person.id}/roles", json={"role_id": role["id"], "scope_type": "domain",
+                                                          "scope_id": home_id}, headers=root.headers)
+    report = client.get(f"/api/v1/cis/{mine['id']}/impact", headers=person.headers).json()
+    assert report["total"] == 0
+    assert client.get("/api/v1/ci-relationships", params={"ci": mine["id"]}, headers=person.headers).json()[
+        "items"] == []
+    assert client.get(f"/api/v1/cis/{mine['id']}/impact", headers=root.headers).json()["total"] == 1
+
+
+def test_links_to_deleted_cis_can_be_removed(client, infra):
+    admin, domain = infra["admin"], infra["domain"]
+    a, b = ci(client, admin, domain), ci(client, admin, domain)
+    rel = link(client, admin, a, b)
+    client.delete(f"/api/v1/cis/{b['id']}", headers=admin.headers).raise_for_status()
+    assert client.delete(f"/api/v1/ci-relationships/{rel['id']}", headers=admin.headers).status_code == 204
+
+
+def test_newer_schema_keywords_are_enforced_and_rules_rekey(client, infra):
+    admin, domain = infra["admin"], infra["domain"]
+    cls = client.post("/api/v1/ci-classes", json={
+        "name": "badge_reader", "label": "Badge reader", "domain": domain,
+        "attribute_schema": {"type": "object", "properties": {"serial": {"type": "string"},
+                                                              "site": {"type": "string"}},
+                             "dependentRequired": {"serial": ["site"]}},
+        "identification": [["serial"]]}, headers=admin.headers).json()
+    body = {"domain": domain, "name": "reader-1", "ci_class": "badge_reader", "environment": "production",
+            "owner_id": str(admin.id), "attributes": {"serial": "B1"}}
+    assert_problem(client.post("/api/v1/cis", json=body, headers=admin.headers), 422, "attributes")
+    reader = client.post("/api/v1/cis", json={**body, "attributes": {"serial": "B1", "site": "HQ"}},
+                         headers=admin.headers).json()
+    client.patch(f"/api/v1/ci-classes/{cls['id']}", json={"identification": [["site", "serial"]], "version": 1},
+                 headers=admin.headers).raise_for_status()
+    rows = [{"ci_class": "badge_reader", "name": "reader-1", "attributes": {"serial": "B1", "site": "HQ"}}]
+    response = client.post("/api/v1/cmdb/import", params={"source": "cmdb-scan", "domain": domain},
+                           files={"file": ("r.ndjson", "\n".join(json.dumps(r) for r in rows).encode())},
+                           headers=admin.headers).json()
+    assert (response["created"], response["updated"] + response["unchanged"]) == (0, 1)  # still matched
+    assert client.get(f"/api/v1/cis/{reader['id']}", headers=admin.headers).status_code == 200
+
+
+def test_nul_in_attributes_is_a_422(client, infra):
+    admin, domain = infra["admin"], infra["domain"]
+    assert_problem(client.post("/api/v1/cis", json={"domain": domain, "name": "n", "ci_class": "application",
+                                                    "environment": "test", "owner_id": str(admin.id),
+                                                    "attributes": {"repo": "a\u0000b"}}, headers=admin.headers), 422)

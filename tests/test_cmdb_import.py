@@ -138,3 +138,67 @@ def test_cli_import(tmp_path, importer_user):
     again = runner.invoke(cli, ["import", "cis", str(path), "--source", "cmdb-scan", "--owner", owner, "--domain",
                                 importer_user["domain"], "--dry-run"], catch_exceptions=False)
     assert "0 created" in again.output and "3 unchanged" in again.output and "Dry run" in again.output
+
+
+def test_an_import_cannot_reach_into_another_domain(client, world):
+    home, other = world.domain(), world.domain()
+    root = world.admin()
+    theirs = client.post("/api/v1/cis", json={"domain": other, "name": "their-host", "ci_class": "server",
+                                              "environment": "production", "owner_id": str(root.id),
+                                              "attributes": {"hostname": "their-host", "serial_number": "SHARED-1"}},
+                         headers=root.headers).json()
+    # A user of `other` (no rights there) who administers the CMDB of `home`.
+    person = world.user(other)
+    role = client.get("/api/v1/roles", params={"name": "cmdb_admin"}, headers=root.headers).json()["items"][0]
+    home_id = client.get("/api/v1/domains", params={"q": home}, headers=root.headers).json()["items"][0]["id"]
+    client.post(f"/api/v1/users/{person.id}/roles", json={"role_id": role["id"], "scope_type": "domain",
+                                                          "scope_id": home_id}, headers=root.headers)
+    row = {"ci_class": "server", "name": "x", "domain": home,
+           "attributes": {"hostname": "x", "serial_number": "SHARED-1", "os": "overwritten"}}
+    response, _ = post(client, person, ndjson([row]), partial="true")
+    assert response.json()["rejected"] == 1 and response.json()["errors"][0]["field"] == "attributes"
+    assert client.get(f"/api/v1/cis/{theirs['id']}", headers=root.headers).json()["attributes"].get("os") is None
+
+
+def test_manual_values_outrank_discovery_and_manual_is_reserved(client, importer_user):
+    admin, domain = importer_user["admin"], importer_user["domain"]
+    created = client.post("/api/v1/cis", json={"domain": domain, "name": "hand-made", "ci_class": "server",
+                                               "environment": "production", "owner_id": str(admin.id),
+                                               "attributes": {"hostname": "hand-made", "serial_number": "HAND-1",
+                                                              "os": "set by a person"}}, headers=admin.headers)
+    assert created.status_code == 201
+    row = {"ci_class": "server", "name": "hand-made", "attributes": {"hostname": "hand-made",
+                                                                      "serial_number": "HAND-1", "os": "scanned"}}
+    post(client, admin, ndjson([row]), domain=domain)
+    ci = client.get(f"/api/v1/cis/{created.json()['id']}", headers=admin.headers).json()
+    assert ci["attributes"]["os"] == "set by a person"
+    assert_problem(client.post("/api/v1/cmdb/import", params={"source": "manual", "domain": domain},
+                               files={"file": ("x.ndjson", ndjson([row]))}, headers=admin.headers), 422, "source")
+
+
+def test_awkward_rows_are_rejected_not_crashed(client, importer_user):
+    admin, domain = importer_user["admin"], importer_user["domain"]
+    rows = [
+        {"ci_class": "server", "name": "naive", "discovered_at": "2025-01-01T00:00:00",
+         "attributes": {"hostname": "naive", "serial_number": "NAIVE-1"}},
+        {"ci_class": "server", "name": "nul", "attributes": {"hostname": "a\u0000b", "serial_number": "NUL-1"}},
+        {"relationship_type": "depends_on", "source": {"ci_class": "server", "domain": [1], "serial_number": "X"},
+         "target": {"ci_class": "server", "serial_number": "NAIVE-1"}},
+        {"ci_class": "server", "name": "ghost", "domain": "nowhere", "attributes": {"hostname": "g",
+                                                                                 "serial_number": "G-1"}},
+    ]
+    content = ndjson(rows) + b'{"ci_class": "server", "name": "nan", "attributes": {"ram_gb": NaN}}\n'
+    response, _ = post(client, admin, content, domain=domain, partial="true")
+    body = response.json()
+    assert body["created"] == 1
+    assert [(e["line"], e["field"]) for e in body["errors"]] == [(2, "row"), (4, "domain"), (5, "row"), (3, "source")]
+    again, _ = post(client, admin, ndjson(rows[:1]), domain=domain)  # naive vs stored aware times: no crash
+    assert again.status_code == 200 and again.json()["unchanged"] == 1
+
+
+def test_csv_keeps_text_that_looks_like_numbers(client, importer_user):
+    admin, domain = importer_user["admin"], importer_user["domain"]
+    content = b"ci_class,name,attr.hostname,attr.serial_number,attr.cpu_cores\nserver,zero,zero,0123,4\n"
+    assert post(client, admin, content, name="z.csv", domain=domain)[0].json()["created"] == 1
+    ci = client.get("/api/v1/cis", params={"attr.serial_number": "0123"}, headers=admin.headers).json()["items"][0]
+    assert ci["attributes"]["serial_number"] == "0123" and ci["attributes"]["cpu_cores"] == 4

@@ -41,10 +41,14 @@ from gaas.core.errors import Forbidden, ValidationProblem
 from gaas.core.events import emit_many
 from gaas.core.ids import new_id
 from gaas.iam import service as iam
-from gaas.iam.schemas import DomainCode, Name
+from gaas.iam.schemas import DOMAIN_CODE, DomainCode, Name
 
 BATCH_SIZE = 1000
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+CLASS_NAME = re.compile(r"^[a-z][a-z0-9_]{1,99}$")
+DOMAIN_CODE_RE = re.compile(DOMAIN_CODE)
+# 'manual' is what people write through the API or UI; no import may claim it.
+RESERVED_SOURCES = frozenset({"manual"})
 MAX_REPORTED_ERRORS = 1000
 
 
@@ -108,17 +112,21 @@ def _parse(text_stream: io.TextIOWrapper, fmt: str) -> Iterator[tuple[int, dict[
         for number, line in enumerate(text_stream, start=1):
             if line.strip():
                 try:
-                    value = json.loads(line)
+                    value = json.loads(line, parse_constant=_no_constant)
                     yield number, value if isinstance(value, dict) else "a row is a JSON object"
                 except ValueError as exc:
                     yield number, f"malformed JSON: {exc}"
     elif fmt == "csv":
         reader = csv.DictReader(text_stream)
-        for row in reader:
-            yield reader.line_num, _csv_row(row)
+        try:
+            for row in reader:
+                yield reader.line_num, _csv_row(row)
+        except csv.Error as exc:  # the reader cannot go on past a broken line
+            yield reader.line_num + 1, f"unreadable CSV, import stopped here: {exc}"
     elif fmt == "json":
         try:
-            values = json.load(text_stream)  # a JSON array has no line structure to stream by
+            # A JSON array has no line structure to stream by: for large imports use NDJSON or CSV.
+            values = json.load(text_stream, parse_constant=_no_constant)
         except ValueError as exc:
             yield 1, f"malformed JSON: {exc}"
             return
@@ -131,24 +139,43 @@ def _parse(text_stream: io.TextIOWrapper, fmt: str) -> Iterator[tuple[int, dict[
         raise ValidationProblem.field("format", "use ndjson, csv or json")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _csv_row(row: dict[str, str | None]) -> dict[str, Any]:
     """CSV columns: ci_class, name, domain, environment, status, owner_id, discovered_at, and
-    attr.<name> for attributes (a JSON number or boolean is read as one)."""
-    result: dict[str, Any] = {}
+    attr.<name> for attributes. Values stay text until the class schema says a property is a
+    number or boolean (see _typed_csv_attributes), so a serial number like 0123 keeps its zero."""
+    result: dict[str, Any] = {"_csv": True}
     attributes: dict[str, Any] = {}
     for key, value in row.items():
         if key is None or value is None or value == "":
             continue
         if key.startswith("attr."):
-            try:
-                typed = json.loads(value)
-                attributes[key[5:]] = typed if isinstance(typed, int | float | bool) else value
-            except ValueError:
-                attributes[key[5:]] = value
+            attributes[key[5:]] = value
         else:
             result[key] = value
     result["attributes"] = attributes
     return result
+
+
+def _typed_csv_attributes(cls: CIClass, attributes: dict[str, Any]) -> dict[str, Any]:
+    properties = cls.attribute_schema.get("properties", {})
+    typed = {}
+    for key, value in attributes.items():
+        kind = properties.get(key, {}).get("type")
+        try:
+            if kind == "integer":
+                value = int(value)
+            elif kind == "number":
+                value = float(value) if any(c in value for c in ".eE") else int(value)
+            elif kind == "boolean" and value.lower() in ("true", "false"):
+                value = value.lower() == "true"
+        except ValueError:
+            pass  # the schema check names it
+        typed[key] = value
+    return typed
 
 
 def _batches(rows: Iterable[tuple[int, Any]], size: int) -> Iterator[list[tuple[int, Any]]]:
@@ -181,6 +208,8 @@ class Importer:
         self.result = ImportResult(source=source, dry_run=dry_run, partial=partial)
         self.now = datetime.now(UTC)
         self.classes: dict[tuple[str, str | None], CIClass | None] = {}
+        self.domains: dict[str | None, bool] = {}
+        self.pending: set[str] = set()  # dry run: keys of CIs this import would have created
         self.allowed_owner: dict[tuple[uuid.UUID, str | None], bool] = {}
 
     def run(self, rows: Iterable[tuple[int, Any]], progress: Callable[[int], None] | None = None) -> ImportResult:
@@ -206,9 +235,22 @@ class Importer:
                                                    else iam.user_is_active(self.db, owner))
         return self.allowed_owner[(owner, domain)]
 
+    def _domain_ok(self, domain: str | None) -> bool:
+        if domain not in self.domains:
+            try:
+                iam.require_active_domain(self.db, domain)
+                self.domains[domain] = True
+            except ValidationProblem:
+                self.domains[domain] = False
+        return self.domains[domain]
+
     def _validate(self, line: int, raw: Any) -> _Candidate | None:
         if isinstance(raw, str):
             self.result.reject(line, "row", raw)
+            return None
+        from_csv = bool(raw.pop("_csv", False))
+        if "\\u0000" in json.dumps(raw):
+            self.result.reject(line, "row", "text may not contain NUL characters")
             return None
         try:
             row = ImportedCI.model_validate({"domain": self.default_domain, **raw})
@@ -220,10 +262,18 @@ class Importer:
             self.result.reject(line, "domain", f"importing into {row.domain or 'shared infrastructure'} needs the "
                                                "'cmdb.import' permission there")
             return None
+        if not self._domain_ok(row.domain):
+            self.result.reject(line, "domain", f"no active domain '{row.domain}'")
+            return None
+        if row.discovered_at is not None:  # naive means UTC; the future is not a discovery time
+            seen = row.discovered_at if row.discovered_at.tzinfo else row.discovered_at.replace(tzinfo=UTC)
+            row.discovered_at = min(seen, self.now)
         cls = self._class(row.ci_class, row.domain)
         if cls is None:
             self.result.reject(line, "ci_class", f"no class '{row.ci_class}'")
             return None
+        if from_csv:
+            row.attributes = _typed_csv_attributes(cls, row.attributes)
         try:
             validate_attributes(cls, row.attributes)
         except ValidationProblem as problem:
@@ -269,13 +319,32 @@ class Importer:
             .execution_options(populate_existing=True)).scalars().all()
         by_key = {k: ci for ci in existing if ci.deleted_at is None for k in ci.identity_keys}
         creates, updates, touches, audits = [], [], [], []
+        matched: dict[uuid.UUID, _Candidate] = {}
         for candidate in unique:
             match = next((by_key[k] for k in candidate.keys if k in by_key), None)
+            if match is not None and not self.actor.can("cmdb.import", match.domain):
+                self.result.reject(candidate.line, "attributes", "this identifies an existing CI in a domain you may "
+                                                                 "not import into")
+                continue
+            if match is not None and match.id in matched:  # two rows, one CI: the later row wins
+                earlier = matched[match.id]
+                candidate.row.attributes = {**earlier.row.attributes, **candidate.row.attributes}
+                self.result.merged += 1
+            if match is not None:
+                matched[match.id] = candidate
+                continue
+            if self.result.dry_run and any(k in self.pending for k in candidate.keys):
+                self.result.merged += 1  # an earlier batch of this dry run would have created it
+                continue
+            if self.result.dry_run:
+                self.pending.update(candidate.keys)
+            row = self._new_row(candidate)
+            creates.append(row)
+            after = {k: row[k] for k in _CREATE_AUDITED if row[k] is not None}
+            audits.append(("create", row["id"], {"after": after, "source": self.source}, row["domain"]))
+        for ci_id, candidate in matched.items():
+            match = next(ci for ci in existing if ci.id == ci_id)
             if match is None:
-                row = self._new_row(candidate)
-                creates.append(row)
-                after = {k: row[k] for k in _CREATE_AUDITED if row[k] is not None}
-                audits.append(("create", row["id"], {"after": after, "source": self.source}, row["domain"]))
                 continue
             change = self._reconcile(match, candidate)
             if change is None:
@@ -299,7 +368,14 @@ class Importer:
                 (c["domain"], c["id"], {"name": c["name"], "ci_class": c["ci_class"], "source": self.source})
                 for c in creates])
         if updates:
-            self.db.execute(_UPDATE_CIS.bindparams(bump=True, actor=self.actor.user_id), _rows(updates))
+            # Only what the database really changed is counted, audited and announced.
+            done = set(self.db.execute(_UPDATE_CIS.bindparams(bump=True, actor=self.actor.user_id),
+                                       _rows(updates)).scalars())
+            self.result.updated -= len(updates) - len(done)
+            audits = [a for a in audits if a[0] == "create" or a[1] in done]
+            emit_many(self.db, "ci.updated", "ci", [(a[3], a[1], {"changed": sorted(a[2]["after"]["attributes"]),
+                                                                 "source": self.source})
+                                                    for a in audits if a[0] == "update"])
         if touches:
             self.db.execute(_UPDATE_CIS.bindparams(bump=False, actor=self.actor.user_id), _rows(touches))
         record_many(self.db, "ci", audits)
@@ -424,9 +500,10 @@ class Importer:
 
     def _end_key(self, end: dict[str, Any]) -> str | None:
         name = end.get("ci_class")
-        if not isinstance(name, str):
-            return None
         domain = end.get("domain", self.default_domain)
+        if not isinstance(name, str) or not CLASS_NAME.match(name) or not (
+                domain is None or (isinstance(domain, str) and DOMAIN_CODE_RE.match(domain))):
+            return None
         cls = self._class(name, domain)
         if cls is None:
             return None
@@ -436,7 +513,7 @@ class Importer:
         return keys[0] if keys else None
 
 
-_CREATE_AUDITED = ("name", "ci_class", "domain", "environment", "status", "attributes", "discovered_by")
+_CREATE_AUDITED = ("name", "ci_class", "domain", "environment", "status", "owner_id", "attributes", "discovered_by")
 _INSERT_CIS = text("""
     INSERT INTO gaas_cmdb.configuration_items (id, domain, name, ci_class, status, environment, owner_id, attributes,
         discovered_by, last_discovered_at, identity_keys, attribute_sources, created_by, updated_by)
@@ -458,7 +535,8 @@ _UPDATE_CIS = text("""
         updated_by = CASE WHEN :bump THEN CAST(:actor AS uuid) ELSE c.updated_by END
     FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id uuid, attributes jsonb, attribute_sources jsonb,
         last_discovered_at timestamptz, discovered_by text, identity_keys jsonb)
-    WHERE c.id = r.id""")
+    WHERE c.id = r.id
+    RETURNING c.id""")
 
 
 def _matches_any_key(keys: list[str]):
@@ -488,6 +566,8 @@ def import_cis(db: Session, actor: Actor, rows: Iterable[tuple[int, Any]], *, so
         raise Forbidden("Imports need the 'cmdb.import' permission.", permission="cmdb.import")
     if not SOURCE_NAME.match(source):
         raise ValidationProblem.field("source", "a source is a short lower-case name, e.g. aws-auto-discovery")
+    if source in RESERVED_SOURCES:
+        raise ValidationProblem.field("source", f"'{source}' is reserved for changes made by people")
     importer = Importer(db, actor, source=source, dry_run=dry_run, partial=partial,
                         default_domain=default_domain, owner_id=owner_id)
     result = importer.run(rows, progress)

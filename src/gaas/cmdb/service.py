@@ -3,9 +3,11 @@ relationships and impact analysis. The only entry to gaas_cmdb."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import fastjsonschema
@@ -134,6 +136,8 @@ def create_class(db: Session, actor: Actor, data: CIClassCreate) -> CIClass:
     stamp_created(cls, actor)
     db.add(cls)
     db.flush()
+    if cls.domain is not None:
+        rekey_class(db, cls)  # it now governs that domain's CIs of this name
     return cls
 
 
@@ -144,9 +148,32 @@ def update_class(db: Session, actor: Actor, class_id: uuid.UUID, data: CIClassUp
     _check_class_definition(changes.get("attribute_schema", cls.attribute_schema),
                             changes.get("recommended", cls.recommended),
                             changes.get("identification", cls.identification))
+    rules_changed = "identification" in changes and changes["identification"] != cls.identification
     apply_patch(cls, actor, changes, header_version=if_match, body_version=data.version)
     db.flush()
+    if rules_changed:
+        rekey_class(db, cls)
     return cls
+
+
+def rekey_class(db: Session, cls: CIClass) -> int:
+    """Recompute the identity keys of the CIs a class governs after its rules change, so that
+    imports keep matching them."""
+    stmt = select(ConfigurationItem).where(ConfigurationItem.ci_class == cls.name,
+                                           ConfigurationItem.deleted_at.is_(None))
+    if cls.domain is not None:
+        stmt = stmt.where(ConfigurationItem.domain == cls.domain)
+    changed = 0
+    for ci in db.scalars(stmt.execution_options(yield_per=1000)):
+        if cls.domain is None and class_for(db, ci.ci_class, ci.domain) is not cls:
+            continue  # a domain's own class of that name governs it
+        keys = identity_keys(cls, domain=ci.domain, name=ci.name, environment=ci.environment,
+                             attributes=ci.attributes)
+        if keys != ci.identity_keys:
+            ci.identity_keys = keys
+            changed += 1
+    db.flush()
+    return changed
 
 
 def delete_class(db: Session, actor: Actor, class_id: uuid.UUID, if_match: int | None) -> CIClass:
@@ -188,22 +215,45 @@ def identity_keys(cls: CIClass | None, *, domain: str | None, name: str, environ
 _VALIDATORS: dict[tuple[uuid.UUID, int], tuple[Callable[[Any], Any], Draft202012Validator]] = {}
 
 
+# Keywords of JSON Schema 2020-12 that the compiled (draft 4-7) validator would silently ignore.
+_NEWER_KEYWORDS = frozenset({"dependentRequired", "dependentSchemas", "unevaluatedProperties", "unevaluatedItems",
+                             "prefixItems", "minContains", "maxContains", "$dynamicRef", "$dynamicAnchor"})
+
+
+def _keywords(schema: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(schema, dict):
+        found |= set(schema)
+        for value in schema.values():
+            found |= _keywords(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            found |= _keywords(value)
+    return found
+
+
 def _validators(cls: CIClass) -> tuple[Callable[[Any], Any], Draft202012Validator]:
     """Per class version: a compiled check for the common case (valid attributes, e.g. an import
-    of a million CIs) and the full validator that names every broken attribute."""
+    of a million CIs) and the full validator that names every broken attribute. The compiled one
+    is used only for schemas within its drafts."""
     key = (cls.id, cls.version)
-    if key not in _VALIDATORS:
+    entry = _VALIDATORS.get(key)
+    if entry is None:
+        full = Draft202012Validator(cls.attribute_schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+        def slow(value: Any, full: Draft202012Validator = full) -> None:
+            if not full.is_valid(value):
+                raise fastjsonschema.JsonSchemaException("invalid")
+
+        fast: Callable[[Any], Any] = slow
+        if not _keywords(cls.attribute_schema) & _NEWER_KEYWORDS:
+            with contextlib.suppress(fastjsonschema.JsonSchemaDefinitionException):
+                fast = fastjsonschema.compile(cls.attribute_schema)
+        entry = (fast, full)
         if len(_VALIDATORS) > 1000:
             _VALIDATORS.clear()
-        full = Draft202012Validator(cls.attribute_schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
-        try:
-            fast = fastjsonschema.compile(cls.attribute_schema)
-        except fastjsonschema.JsonSchemaDefinitionException:  # a keyword it does not compile: use the full one
-            def fast(value: Any, full: Draft202012Validator = full) -> None:
-                if not full.is_valid(value):
-                    raise fastjsonschema.JsonSchemaException("invalid")
-        _VALIDATORS[key] = (fast, full)
-    return _VALIDATORS[key]
+        _VALIDATORS[key] = entry
+    return entry
 
 
 def validate_attributes(cls: CIClass, attributes: dict[str, Any]) -> None:
@@ -271,7 +321,8 @@ def create_ci(db: Session, actor: Actor, data: CICreate) -> ConfigurationItem:
     _check_people_and_service(db, actor, data.domain, values)
     ci = ConfigurationItem(**values, identity_keys=identity_keys(cls, domain=data.domain, name=data.name,
                                                                 environment=data.environment,
-                                                                attributes=data.attributes))
+                                                                attributes=data.attributes),
+                           attribute_sources=_manual_sources(data.attributes, {}))
     stamp_created(ci, actor)
     db.add(ci)
     db.flush()
@@ -290,6 +341,9 @@ def update_ci(db: Session, actor: Actor, ci_id: uuid.UUID, data: CIUpdate, if_ma
             validate_attributes(cls, changes["attributes"])
     _check_people_and_service(db, actor, ci.domain, changes)
     old_status = ci.status
+    if "attributes" in changes:
+        changes["attribute_sources"] = _manual_sources(
+            {k: v for k, v in changes["attributes"].items() if ci.attributes.get(k) != v}, ci.attribute_sources or {})
     apply_patch(ci, actor, changes, header_version=if_match, body_version=data.version)
     keys = identity_keys(class_for(db, ci.ci_class, ci.domain), domain=ci.domain, name=ci.name,
                          environment=ci.environment, attributes=ci.attributes)
@@ -304,6 +358,12 @@ def update_ci(db: Session, actor: Actor, ci_id: uuid.UUID, data: CIUpdate, if_ma
             emit(db, events.CI_STATUS_CHANGED, domain=ci.domain, entity_type="ci", entity_id=ci.id,
                  payload={"number": ci.number, "from": old_status, "to": ci.status})
     return ci
+
+
+def _manual_sources(changed: dict[str, Any], sources: dict[str, Any]) -> dict[str, Any]:
+    """Attributes set through the API or UI are the 'manual' source's: the strongest by default."""
+    now = datetime.now(UTC).isoformat()
+    return {**sources, **{key: {"source": "manual", "at": now} for key in changed}}
 
 
 def delete_ci(db: Session, actor: Actor, ci_id: uuid.UUID, if_match: int | None) -> ConfigurationItem:
@@ -418,6 +478,12 @@ def list_relationships(db: Session, actor: Actor, *, ci_id: uuid.UUID | None, so
         raise Forbidden("Listing relationships needs the 'ci.view' permission.", permission="ci.view")
     stmt = where_equal(select(CIRelationship), (CIRelationship.source_ci_id, source_ci_id),
                        (CIRelationship.target_ci_id, target_ci_id), (CIRelationship.relationship_type, type_))
+    viewable = actor.domains_with("ci.view")
+    if viewable is not None:  # both ends in domains where the caller may view CIs (or shared ones)
+        for end in (CIRelationship.source_ci_id, CIRelationship.target_ci_id):
+            stmt = stmt.where(select(ConfigurationItem.id).where(
+                ConfigurationItem.id == end, or_(ConfigurationItem.domain.is_(None),
+                                                 ConfigurationItem.domain.in_(sorted(viewable)))).exists())
     if ci_id is not None:
         stmt = stmt.where(or_(CIRelationship.source_ci_id == ci_id, CIRelationship.target_ci_id == ci_id))
     return paginate(stmt, id_column=CIRelationship.id, sort_keys=(SortKey("created_at", CIRelationship.created_at),),
@@ -428,8 +494,12 @@ def delete_relationship(db: Session, actor: Actor, relationship_id: uuid.UUID) -
     rel = db.get(CIRelationship, relationship_id)
     if rel is None:
         raise NotFound(f"No relationship {relationship_id}.")
-    source = _writable_ci(db, actor, rel.source_ci_id, "source_ci_id")
-    _writable_ci(db, actor, rel.target_ci_id, "target_ci_id")
+    # Either end may be deleted or retired already: those are the links health asks to clean up.
+    source, target = db.get(ConfigurationItem, rel.source_ci_id), db.get(ConfigurationItem, rel.target_ci_id)
+    for end in (source, target):
+        if end is None or not actor.can("ci.edit", end.domain):
+            raise Forbidden("Removing this link needs the 'ci.edit' permission on both of its CIs.",
+                            permission="ci.edit")
     hard_delete(db, rel)
     audit.record(db, action="remove_relationship", entity_type="ci", entity_id=source.id, domain=source.domain,
                  changes={"before": {"relationship_id": rel.id, "type": rel.relationship_type,
@@ -443,32 +513,38 @@ _STEP_DEPENDENTS = text("""
     FROM gaas_cmdb.ci_relationships r
     JOIN gaas_cmdb.configuration_items c ON c.id = r.source_ci_id AND c.deleted_at IS NULL
     WHERE r.target_ci_id = ANY(:frontier) AND r.relationship_type::text = ANY(:types)
+      AND (CAST(:all_domains AS boolean) OR c.domain IS NULL OR c.domain = ANY(:view_domains))
     ORDER BY r.source_ci_id, r.target_ci_id, r.relationship_type""")
 _STEP_DEPENDENCIES = text("""
     SELECT r.target_ci_id, r.source_ci_id, r.relationship_type::text, c.service_id
     FROM gaas_cmdb.ci_relationships r
     JOIN gaas_cmdb.configuration_items c ON c.id = r.target_ci_id AND c.deleted_at IS NULL
     WHERE r.source_ci_id = ANY(:frontier) AND r.relationship_type::text = ANY(:types)
+      AND (CAST(:all_domains AS boolean) OR c.domain IS NULL OR c.domain = ANY(:view_domains))
     ORDER BY r.target_ci_id, r.source_ci_id, r.relationship_type""")
 _DETAILS = text("""SELECT id, number, name, ci_class, domain, status::text, service_id
                    FROM gaas_cmdb.configuration_items WHERE id = ANY(:ids)""")
 IMPACT_PAGE_MAX = 5000
 
 
-def _walk(db: Session, root: uuid.UUID, *, dependents: bool, types: list[str],
-          max_depth: int) -> dict[uuid.UUID, tuple[int, uuid.UUID | None, str | None, uuid.UUID | None]]:
+Reached = dict[uuid.UUID, tuple[int, uuid.UUID | None, str | None, uuid.UUID | None]]
+
+
+def _walk(db: Session, root: uuid.UUID, *, dependents: bool, types: list[str], max_depth: int,
+          view_domains: frozenset[str] | None) -> Reached:
     """Breadth-first, one query per level: each CI once, at its shortest depth, with the CI and
     relationship it was first reached through, and the service it supports. Row-level security
     hides what the caller may not see, so the walk never passes through it."""
     step = _STEP_DEPENDENTS if dependents else _STEP_DEPENDENCIES
-    reached: dict[uuid.UUID, tuple[int, uuid.UUID | None, str | None, uuid.UUID | None]] = {
-        root: (0, None, None, None)}
+    reached: Reached = {root: (0, None, None, None)}
     frontier = [root]
     for depth in range(1, max_depth + 1):
         if not frontier:
             break
         next_frontier = []
-        for found, via, type_, service_id in db.execute(step, {"frontier": frontier, "types": types}):
+        params = {"frontier": frontier, "types": types, "all_domains": view_domains is None,
+                  "view_domains": sorted(view_domains or ())}
+        for found, via, type_, service_id in db.execute(step, params):
             if found not in reached:
                 reached[found] = (depth, via, type_, service_id)
                 next_frontier.append(found)
@@ -499,7 +575,9 @@ def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = Tr
     if not 1 <= limit <= IMPACT_PAGE_MAX:
         raise ValidationProblem.field("limit", f"must be between 1 and {IMPACT_PAGE_MAX}")
     types = relationship_types or list(IMPACT_TYPES)
-    reached = _walk(db, root.id, dependents=dependents, types=[t.value for t in types], max_depth=max_depth)
+    # Row-level security bounds the walk to visible domains; ci.view narrows it to where one may look.
+    reached = _walk(db, root.id, dependents=dependents, types=[t.value for t in types], max_depth=max_depth,
+                    view_domains=actor.domains_with("ci.view"))
     by_service: dict[uuid.UUID, list[uuid.UUID]] = {}
     by_depth: dict[int, int] = {}
     if root.service_id:

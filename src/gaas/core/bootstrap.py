@@ -104,12 +104,16 @@ def upgrade_database(owner_url: URL | None = None, settings: Settings | None = N
 
 
 def _grant_version_table(owner_url: URL, role: str) -> None:
-    """/api/ready compares the database's revision with the code's, as the app role."""
+    """/api/ready compares the database's revision with the code's, as the app role; and the
+    leakproof marks (see migrations.helpers) come back after a dump and restore."""
+    from gaas.migrations.helpers import LEAKPROOF_SQL
+
     engine = create_engine(owner_url, poolclass=pool.NullPool)
     try:
         with engine.begin() as conn:
             conn.connection.dbapi_connection.execute(
                 sql.SQL("GRANT SELECT ON public.alembic_version TO {}").format(sql.Identifier(role)))
+            conn.connection.dbapi_connection.execute(LEAKPROOF_SQL)
     finally:
         engine.dispose()
 

@@ -225,7 +225,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             log.warning("database refused a write: %s", exc.orig)
             return problem_response(request, 403, Forbidden.slug, Forbidden.title,
                                     "The database refused this write for the acting user.")
-        if sqlstate in {"22001", "22P02", "22003", "22007", "22008", "23502", "23514"}:
+        if sqlstate in {"22001", "22P02", "22P05", "22003", "22007", "22008", "23502", "23514"}:
             return problem_response(request, 422, "constraint-violation", "The request is not valid",
                                     str(getattr(exc.orig, "diag", None) and exc.orig.diag.message_primary),
                                     errors=[{"field": getattr(exc.orig.diag, "column_name", None) or "body",

@@ -128,3 +128,29 @@ BEGIN
     RETURN v_created;
 END
 $$""")
+
+
+# Row-level security lets an index serve a filter only when its operator is LEAKPROOF (otherwise
+# the policy must run first, on every row, and the index is useless). These operators cannot
+# reveal a row through an error or a side effect: identity lookup (&&), attribute containment (@>)
+# and trigram similarity (%, <%, %>). Marking them is database-wide and needs a superuser owner;
+# without one it is skipped (those filters then scan). A dump and restore drops the marks:
+# `gaas db upgrade` applies them again every time.
+LEAKPROOF_FUNCTIONS = ("arrayoverlap(anyarray, anyarray)", "jsonb_contains(jsonb, jsonb)",
+                       "similarity_op(text, text)", "word_similarity_op(text, text)",
+                       "word_similarity_commutator_op(text, text)")
+LEAKPROOF_SQL = """
+DO $$
+DECLARE f text;
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        FOREACH f IN ARRAY ARRAY[__FUNCTIONS__] LOOP
+            IF to_regprocedure(f) IS NOT NULL THEN
+                EXECUTE format('ALTER FUNCTION %s LEAKPROOF', to_regprocedure(f));
+            END IF;
+        END LOOP;
+    ELSE
+        RAISE WARNING 'not a superuser: filters on && @> and trigram similarity will not use indexes under RLS';
+    END IF;
+END
+$$""".replace("__FUNCTIONS__", ", ".join(f"'{f}'" for f in LEAKPROOF_FUNCTIONS))

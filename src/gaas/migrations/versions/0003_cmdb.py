@@ -8,6 +8,7 @@ Create Date: 2026-11-27
 from alembic import op
 
 from gaas.migrations.helpers import (
+    LEAKPROOF_SQL,
     base_columns,
     definer_function,
     enable_domain_rls,
@@ -134,36 +135,12 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$""")
 
 
-# Row-level security only lets an index serve a filter whose operator is LEAKPROOF (otherwise the
-# policy must run first, on every row). These built-in operators cannot reveal a row through an
-# error or side effect (errors depend on types or on the caller's own pattern, never on the row),
-# so they are marked leakproof in this database: identity lookup (&&), attribute containment (@>),
-# and ILIKE / trigram similarity for fuzzy search. Needs a superuser owner; skipped otherwise.
-LEAKPROOF = ("arrayoverlap(anyarray, anyarray)", "jsonb_contains(jsonb, jsonb)", "texticlike(text, text)",
-             "similarity_op(text, text)", "word_similarity_op(text, text)",
-             "word_similarity_commutator_op(text, text)")
-
-
 def _leakproof_operators() -> None:
-    functions = ", ".join(f"'{f}'" for f in LEAKPROOF)
-    op.execute(f"""
-DO $$
-DECLARE f text;
-BEGIN
-    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-        FOREACH f IN ARRAY ARRAY[{functions}] LOOP
-            IF to_regprocedure(f) IS NOT NULL THEN
-                EXECUTE format('ALTER FUNCTION %s LEAKPROOF', to_regprocedure(f));
-            END IF;
-        END LOOP;
-    ELSE
-        RAISE WARNING 'not a superuser: filters on && @> ILIKE and trigram similarity will not use indexes under RLS';
-    END IF;
-END
-$$""")
+    op.execute(LEAKPROOF_SQL)
 
 
 def downgrade() -> None:
+    op.execute(LEAKPROOF_SQL.replace("LEAKPROOF", "NOT LEAKPROOF"))
     op.execute("DROP FUNCTION IF EXISTS gaas_iam.user_is_active(uuid)")
     for table in ("ci_relationships", "configuration_items", "ci_classes"):
         op.execute(f"DROP TABLE IF EXISTS {M}.{table} CASCADE")
