@@ -156,6 +156,7 @@ class ImpactReport(BaseModel):
     max_depth: int
     relationship_types: list[CIRelationshipType]
     total: int = Field(description="Every CI reached")
+    computed_with: str = Field(description="'memory' (a fresh in-memory copy of the graph) or 'database'")
     by_depth: dict[str, int] = Field(description="How many CIs at each depth")
     cis: list[ImpactedCI] = Field(description="One page of them, nearest first")
     next_cursor: str | None

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from gaas.audit import service as audit
 from gaas.catalog import service as catalog
 from gaas.cmdb import events, health
+from gaas.cmdb import graph as impact_graph
 from gaas.cmdb.classes import DEFAULT_CLASSES
 from gaas.cmdb.models import (
     IMPACT_TYPES,
@@ -43,6 +44,7 @@ from gaas.core.events import emit
 from gaas.core.pagination import SortKey, decode_offset, encode_offset, paginate
 from gaas.core.queries import where_equal
 from gaas.core.records import apply_patch, hard_delete, restore, soft_delete, stamp_created
+from gaas.core.settings import get_settings
 from gaas.iam import service as iam
 
 CI_SORTS = (SortKey("number", ConfigurationItem.number), SortKey("name", ConfigurationItem.name),
@@ -562,6 +564,29 @@ def _path(reached: dict, ci_id: uuid.UUID) -> list[dict[str, str]]:
         ci_id = via
 
 
+def _fresh_graph(db: Session) -> impact_graph.ImpactGraph | None:
+    """The in-memory graph when the CMDB is large enough to need it and the copy is fresh;
+    otherwise None (and, if large, a new copy is started in the background)."""
+    size = db.execute(text("SELECT greatest(reltuples, 0) FROM pg_class "  # an estimate: no count(*)
+                           "WHERE oid = 'gaas_cmdb.configuration_items'::regclass")).scalar_one()
+    if size < get_settings().impact_graph_min_cis:
+        return None
+    return impact_graph.CACHE.fresh_graph(db, build_graph)
+
+
+def build_graph(factory=None) -> impact_graph.ImpactGraph:
+    """A new in-memory copy of the graph, from one REPEATABLE READ snapshot, read globally."""
+    from gaas.core.db import session_factory, set_context
+
+    with (factory or session_factory())() as session:
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        set_context(session, iam.system_actor())
+        try:
+            return impact_graph.build(session)
+        finally:
+            session.rollback()
+
+
 def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = True, max_depth: int = 10,
            relationship_types: list[CIRelationshipType] | None = None, limit: int = 1000,
            cursor: str | None = None) -> dict[str, Any]:
@@ -575,9 +600,14 @@ def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = Tr
     if not 1 <= limit <= IMPACT_PAGE_MAX:
         raise ValidationProblem.field("limit", f"must be between 1 and {IMPACT_PAGE_MAX}")
     types = relationship_types or list(IMPACT_TYPES)
-    # Row-level security bounds the walk to visible domains; ci.view narrows it to where one may look.
-    reached = _walk(db, root.id, dependents=dependents, types=[t.value for t in types], max_depth=max_depth,
-                    view_domains=actor.domains_with("ci.view"))
+    type_names = [t.value for t in types]
+    graph = _fresh_graph(db)
+    reached = graph.walk(root.id, dependents=dependents, types=type_names, max_depth=max_depth,
+                         visible=impact_graph.visibility(actor)) if graph is not None else None
+    if reached is None:
+        # Row-level security bounds the walk to visible domains; ci.view narrows it to where one may look.
+        reached = _walk(db, root.id, dependents=dependents, types=type_names, max_depth=max_depth,
+                        view_domains=actor.domains_with("ci.view"))
     by_service: dict[uuid.UUID, list[uuid.UUID]] = {}
     by_depth: dict[int, int] = {}
     if root.service_id:
@@ -609,6 +639,8 @@ def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = Tr
         "ci": CIOut.model_validate(root).model_dump(mode="json"),
         "direction": "dependents" if dependents else "dependencies", "max_depth": max_depth,
         "relationship_types": [t.value for t in types], "total": len(ordered),
+        "computed_with": "memory" if graph is not None and reached is not None and graph.index.get(root.id) is not None
+        else "database",
         "by_depth": {str(d): n for d, n in sorted(by_depth.items())},
         "cis": cis, "next_cursor": encode_offset(offset + limit) if offset + limit < len(ordered) else None,
         "services": [as_service(s, [s["id"]]) for s in services],

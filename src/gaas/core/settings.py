@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 10
     audit_partitions_ahead: int = 12
+    # Impact analysis keeps an in-memory copy of the CMDB graph once it has this many CIs.
+    impact_graph_min_cis: int = 100_000
     # The currency of services' allocated (annual PPT) costs; cost entries carry their own.
     allocation_currency: str = "USD"
 

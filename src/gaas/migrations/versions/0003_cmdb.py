@@ -9,6 +9,7 @@ from alembic import op
 
 from gaas.migrations.helpers import (
     LEAKPROOF_SQL,
+    app_role,
     base_columns,
     definer_function,
     enable_domain_rls,
@@ -16,6 +17,7 @@ from gaas.migrations.helpers import (
     grant,
     number_default,
     number_sequence,
+    q,
 )
 
 revision = "0003_cmdb"
@@ -126,6 +128,7 @@ CREATE TABLE {M}.ci_relationships (
     grant(M, "ci_relationships", "SELECT, INSERT, DELETE")
 
     _leakproof_operators()
+    _graph_changes()
 
     definer_function("gaas_iam.user_is_active(uuid)", """
 CREATE FUNCTION gaas_iam.user_is_active(p_user_id uuid) RETURNS boolean
@@ -135,12 +138,47 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$""")
 
 
+def _graph_changes() -> None:
+    """One row per transaction that changed the impact graph (relationships, or CIs' existence,
+    domain or service). An in-memory copy of the graph is fresh exactly when no such transaction
+    is invisible to the snapshot it was built from (see cmdb/graph.py)."""
+    op.execute(f"""
+CREATE TABLE {M}.graph_changes (
+    xid xid8 PRIMARY KEY DEFAULT pg_current_xact_id(),
+    changed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)""")
+    op.execute(f"GRANT SELECT ON {M}.graph_changes TO {q(app_role())}")
+    op.execute(f"""
+CREATE FUNCTION {M}.note_graph_change() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO {M}.graph_changes (xid) VALUES (pg_current_xact_id()) ON CONFLICT (xid) DO NOTHING;
+    RETURN NULL;
+END
+$$""")
+    op.execute(f"REVOKE ALL ON FUNCTION {M}.note_graph_change() FROM PUBLIC")
+    op.execute(f"CREATE TRIGGER graph_changed AFTER INSERT OR UPDATE OR DELETE ON {M}.ci_relationships "
+               f"FOR EACH STATEMENT EXECUTE FUNCTION {M}.note_graph_change()")
+    op.execute(f"CREATE TRIGGER graph_changed AFTER INSERT OR DELETE OR UPDATE OF deleted_at, domain, service_id "
+               f"ON {M}.configuration_items FOR EACH STATEMENT EXECUTE FUNCTION {M}.note_graph_change()")
+    definer_function(f"{M}.prune_graph_changes(integer)", f"""
+CREATE FUNCTION {M}.prune_graph_changes(p_hours integer) RETURNS integer
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    WITH gone AS (DELETE FROM {M}.graph_changes WHERE changed_at < now() - make_interval(hours => greatest(p_hours, 1))
+                  RETURNING 1)
+    SELECT count(*)::integer FROM gone
+$$""")
+
+
 def _leakproof_operators() -> None:
     op.execute(LEAKPROOF_SQL)
 
 
 def downgrade() -> None:
     op.execute(LEAKPROOF_SQL.replace("LEAKPROOF", "NOT LEAKPROOF"))
+    op.execute(f"DROP TABLE IF EXISTS {M}.graph_changes")
+    op.execute(f"DROP FUNCTION IF EXISTS {M}.note_graph_change() CASCADE")
+    op.execute(f"DROP FUNCTION IF EXISTS {M}.prune_graph_changes(integer)")
     op.execute("DROP FUNCTION IF EXISTS gaas_iam.user_is_active(uuid)")
     for table in ("ci_relationships", "configuration_items", "ci_classes"):
         op.execute(f"DROP TABLE IF EXISTS {M}.{table} CASCADE")

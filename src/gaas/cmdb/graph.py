@@ -1,0 +1,203 @@
+"""An in-memory copy of the impact graph, for walks that reach hundreds of thousands of CIs.
+
+The copy is built from one REPEATABLE READ snapshot of every CI (id, domain, deleted, service)
+and relationship, as integer adjacency arrays in both directions. It is *fresh* for a request
+exactly when no transaction that changed the graph (one row each in gaas_cmdb.graph_changes,
+written by triggers) is invisible to that snapshot but visible to the request. A stale copy is
+never used: the request walks in SQL while a new copy is built in the background.
+
+Visibility is applied during the walk with the same rules as row-level security and ci.view,
+so the copy (built with a global context) never shows a caller what SQL would hide.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from gaas.cmdb.models import CIRelationshipType
+from gaas.core.context import Actor
+
+TYPE_CODES = {t.value: i for i, t in enumerate(CIRelationshipType)}
+TYPE_NAMES = list(TYPE_CODES)
+MAX_AGE_SECONDS = 6 * 3600  # change rows are kept a day; an older copy is rebuilt
+
+
+@dataclass
+class _Adjacency:
+    offsets: array  # per node: start of its neighbours in `neighbours`
+    neighbours: array
+    types: bytearray
+
+
+@dataclass
+class ImpactGraph:
+    snapshot: str
+    built: float
+    index: dict[uuid.UUID, int]
+    ids: list[uuid.UUID]
+    domains: list[str | None]
+    domain_of: array  # per node: index into `domains`
+    deleted: bytearray
+    service_of: list[uuid.UUID | None]
+    dependents: _Adjacency  # target -> sources (what fails if it fails)
+    dependencies: _Adjacency  # source -> targets (what it needs)
+
+    def walk(self, root: uuid.UUID, *, dependents: bool, types: list[str], max_depth: int,
+             visible: Callable[[str | None], bool]) -> dict[uuid.UUID, tuple[int, uuid.UUID | None, str | None,
+                                                                       uuid.UUID | None]] | None:
+        """The same result as the SQL walk, or None if the root is not in this copy."""
+        start = self.index.get(root)
+        if start is None:
+            return None
+        allowed_types = {TYPE_CODES[t] for t in types}
+        allowed_domain = [visible(d) for d in self.domains]
+        adjacency = self.dependents if dependents else self.dependencies
+        offsets, neighbours, codes = adjacency.offsets, adjacency.neighbours, adjacency.types
+        deleted, domain_of = self.deleted, self.domain_of
+        depth_of = {start: 0}
+        parent: dict[int, tuple[int, int]] = {}
+        frontier = [start]
+        for depth in range(1, max_depth + 1):
+            if not frontier:
+                break
+            found = []
+            for node in frontier:
+                for k in range(offsets[node], offsets[node + 1]):
+                    other = neighbours[k]
+                    if other in depth_of or codes[k] not in allowed_types:
+                        continue
+                    if deleted[other] or not allowed_domain[domain_of[other]]:
+                        continue
+                    depth_of[other] = depth
+                    parent[other] = (node, codes[k])
+                    found.append(other)
+            # The SQL walk takes, for each CI, the first edge in (CI, via, type) order; match it.
+            frontier = sorted(found, key=lambda n: self.ids[n].int)
+        ids, services = self.ids, self.service_of
+        reached: dict[uuid.UUID, tuple[int, uuid.UUID | None, str | None, uuid.UUID | None]] = {
+            root: (0, None, None, None)}
+        for node in sorted(depth_of, key=lambda n: (depth_of[n], ids[n].int)):
+            if node == start:
+                continue
+            via, code = parent[node]
+            reached[ids[node]] = (depth_of[node], ids[via], TYPE_NAMES[code], services[node])
+        return reached
+
+
+def _adjacency(count: int, pairs: list[tuple[int, int, int]]) -> _Adjacency:
+    """Compressed rows: pairs (from, to, type) sorted by (from, to id order, type)."""
+    offsets = array("q", [0]) * (count + 1)
+    for origin, _, _ in pairs:
+        offsets[origin + 1] += 1
+    for i in range(count):
+        offsets[i + 1] += offsets[i]
+    neighbours = array("i", [0]) * len(pairs)
+    types = bytearray(len(pairs))
+    fill = array("q", offsets[:-1])
+    for origin, other, code in pairs:
+        neighbours[fill[origin]] = other
+        types[fill[origin]] = code
+        fill[origin] += 1
+    return _Adjacency(offsets, neighbours, types)
+
+
+def build(db: Session) -> ImpactGraph:
+    """Load the whole graph from one snapshot: the session's transaction must be REPEATABLE READ
+    and act globally (the system actor)."""
+    snapshot = db.execute(text("SELECT pg_current_snapshot()::text")).scalar_one()
+    db.execute(text("SELECT gaas_cmdb.prune_graph_changes(24)"))
+    index: dict[uuid.UUID, int] = {}
+    ids: list[uuid.UUID] = []
+    domains: list[str | None] = []
+    domain_index: dict[str | None, int] = {}
+    domain_of = array("i")
+    deleted = bytearray()
+    service_of: list[uuid.UUID | None] = []
+    for ci_id, domain, is_deleted, service_id in db.execute(text(
+            "SELECT id, domain, deleted_at IS NOT NULL, service_id FROM gaas_cmdb.configuration_items ORDER BY id")):
+        index[ci_id] = len(ids)
+        ids.append(ci_id)
+        if domain not in domain_index:
+            domain_index[domain] = len(domains)
+            domains.append(domain)
+        domain_of.append(domain_index[domain])
+        deleted.append(1 if is_deleted else 0)
+        service_of.append(service_id)
+    dependents, dependencies = [], []
+    for source, target, type_ in db.execute(text(
+            "SELECT source_ci_id, target_ci_id, relationship_type::text FROM gaas_cmdb.ci_relationships "
+            "ORDER BY source_ci_id, target_ci_id, relationship_type")):
+        s, t, code = index[source], index[target], TYPE_CODES[type_]
+        dependents.append((t, s, code))
+        dependencies.append((s, t, code))
+    dependents.sort(key=lambda p: p[0])  # stable: keeps (source, target, type) order within a node
+    dependencies.sort(key=lambda p: p[0])
+    return ImpactGraph(snapshot=snapshot, built=time.monotonic(), index=index, ids=ids, domains=domains,
+                       domain_of=domain_of, deleted=deleted, service_of=service_of,
+                       dependents=_adjacency(len(ids), dependents), dependencies=_adjacency(len(ids), dependencies))
+
+
+_FRESH = text("""
+    SELECT NOT EXISTS (
+        SELECT 1 FROM gaas_cmdb.graph_changes
+        WHERE xid >= pg_snapshot_xmin(CAST(:snapshot AS pg_snapshot))
+          AND NOT pg_visible_in_snapshot(xid, CAST(:snapshot AS pg_snapshot)))""")
+
+
+def is_fresh(db: Session, graph: ImpactGraph) -> bool:
+    if time.monotonic() - graph.built > MAX_AGE_SECONDS:
+        return False
+    return bool(db.execute(_FRESH, {"snapshot": graph.snapshot}).scalar_one())
+
+
+class GraphCache:
+    """One copy per process; rebuilt in the background when a request finds it stale."""
+
+    def __init__(self) -> None:
+        self.graph: ImpactGraph | None = None
+        self.lock = threading.Lock()
+        self.building = False
+
+    def fresh_graph(self, db: Session, rebuild: Callable[[], ImpactGraph]) -> ImpactGraph | None:
+        graph = self.graph
+        if graph is not None and is_fresh(db, graph):
+            return graph
+        self._rebuild_in_background(rebuild)
+        return None
+
+    def _rebuild_in_background(self, rebuild: Callable[[], ImpactGraph]) -> None:
+        with self.lock:
+            if self.building:
+                return
+            self.building = True
+
+        def run() -> None:
+            try:
+                self.graph = rebuild()
+            finally:
+                self.building = False
+
+        threading.Thread(target=run, name="gaas-impact-graph", daemon=True).start()
+
+
+CACHE = GraphCache()
+
+
+def visibility(actor: Actor) -> Callable[[str | None], bool]:
+    """Row-level security (global rows readable, else the actor's domains) and ci.view."""
+    view = actor.domains_with("ci.view")
+
+    def visible(domain: str | None) -> bool:
+        if domain is None:
+            return True
+        return actor.sees(domain) and (view is None or domain in view)
+
+    return visible
