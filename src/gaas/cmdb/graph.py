@@ -51,19 +51,28 @@ class ImpactGraph:
     dependencies: _Adjacency  # source -> targets (what it needs)
 
     def walk(self, root: uuid.UUID, *, dependents: bool, types: list[str], max_depth: int,
-             visible: Callable[[str | None], bool]) -> dict[uuid.UUID, tuple[int, uuid.UUID | None, str | None,
-                                                                       uuid.UUID | None]] | None:
-        """The same result as the SQL walk, or None if the root is not in this copy."""
+             visible: Callable[[str | None], bool]) -> GraphWalk | None:
+        """The same result as the SQL walk (same CIs, depths and first-found paths), or None if
+        the root is not in this copy. Nodes are numbered in uuid order, so sorting numbers sorts
+        uuids, and each level takes, like SQL, the lowest (via, type) edge to a new node."""
         start = self.index.get(root)
         if start is None:
             return None
-        allowed_types = {TYPE_CODES[t] for t in types}
-        allowed_domain = [visible(d) for d in self.domains]
+        allowed_types = bytearray(len(TYPE_NAMES))
+        for t in types:
+            allowed_types[TYPE_CODES[t]] = 1
+        allowed_domain = bytearray(1 if visible(d) else 0 for d in self.domains)
         adjacency = self.dependents if dependents else self.dependencies
         offsets, neighbours, codes = adjacency.offsets, adjacency.neighbours, adjacency.types
         deleted, domain_of = self.deleted, self.domain_of
-        depth_of = {start: 0}
-        parent: dict[int, tuple[int, int]] = {}
+        count = len(self.ids)
+        seen = bytearray(count)
+        seen[start] = 1
+        parent = array("i", bytes(4 * count))
+        code_of = bytearray(count)
+        depth_of = bytearray(count)
+        order: list[int] = []
+        levels: dict[int, int] = {}
         frontier = [start]
         for depth in range(1, max_depth + 1):
             if not frontier:
@@ -72,24 +81,108 @@ class ImpactGraph:
             for node in frontier:
                 for k in range(offsets[node], offsets[node + 1]):
                     other = neighbours[k]
-                    if other in depth_of or codes[k] not in allowed_types:
+                    if seen[other] or not allowed_types[codes[k]] or deleted[other] \
+                            or not allowed_domain[domain_of[other]]:
                         continue
-                    if deleted[other] or not allowed_domain[domain_of[other]]:
-                        continue
+                    seen[other] = 1
+                    parent[other] = node
+                    code_of[other] = codes[k]
                     depth_of[other] = depth
-                    parent[other] = (node, codes[k])
                     found.append(other)
-            # The SQL walk takes, for each CI, the first edge in (CI, via, type) order; match it.
-            frontier = sorted(found, key=lambda n: self.ids[n].int)
-        ids, services = self.ids, self.service_of
-        reached: dict[uuid.UUID, tuple[int, uuid.UUID | None, str | None, uuid.UUID | None]] = {
-            root: (0, None, None, None)}
-        for node in sorted(depth_of, key=lambda n: (depth_of[n], ids[n].int)):
-            if node == start:
-                continue
-            via, code = parent[node]
-            reached[ids[node]] = (depth_of[node], ids[via], TYPE_NAMES[code], services[node])
-        return reached
+            found.sort()
+            if found:
+                levels[depth] = len(found)
+            order.extend(found)
+            frontier = found
+        return GraphWalk(self, start, order, parent, code_of, depth_of, levels)
+
+
+@dataclass
+class GraphWalk:
+    """A walk over the copy, kept as node numbers: uuids are made only for what is returned."""
+
+    graph: ImpactGraph
+    start: int
+    order: list[int]
+    parent: array
+    code_of: bytearray
+    depth_of: bytearray
+    levels: dict[int, int]
+
+    @property
+    def total(self) -> int:
+        return len(self.order)
+
+    @property
+    def by_depth(self) -> dict[int, int]:
+        return self.levels
+
+    def page(self, offset: int, limit: int) -> list[uuid.UUID]:
+        return [self.graph.ids[n] for n in self.order[offset:offset + limit]]
+
+    def depth(self, ci_id: uuid.UUID) -> int:
+        return self.depth_of[self.graph.index[ci_id]]
+
+    def path(self, ci_id: uuid.UUID) -> list[dict[str, str]]:
+        node, hops = self.graph.index[ci_id], []
+        while node != self.start:
+            hops.append({"ci_id": str(self.graph.ids[node]), "relationship_type": TYPE_NAMES[self.code_of[node]]})
+            node = self.parent[node]
+        return hops[::-1]
+
+    def by_service(self) -> dict[uuid.UUID, list[uuid.UUID]]:
+        services, ids = self.graph.service_of, self.graph.ids
+        grouped: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for node in self.order:
+            service = services[node]
+            if service is not None:
+                grouped.setdefault(service, []).append(ids[node])
+        return grouped
+
+
+@dataclass
+class SqlWalk:
+    """The same interface over the SQL walk's result (CI -> depth, via, type, service)."""
+
+    root: uuid.UUID
+    reached: dict[uuid.UUID, tuple[int, uuid.UUID | None, str | None, uuid.UUID | None]]
+
+    def __post_init__(self) -> None:
+        self.order = [ci for ci in self.reached if ci != self.root]  # breadth-first: by depth already
+
+    @property
+    def total(self) -> int:
+        return len(self.order)
+
+    @property
+    def by_depth(self) -> dict[int, int]:
+        levels: dict[int, int] = {}
+        for ci in self.order:
+            levels[self.reached[ci][0]] = levels.get(self.reached[ci][0], 0) + 1
+        return levels
+
+    def page(self, offset: int, limit: int) -> list[uuid.UUID]:
+        return self.order[offset:offset + limit]
+
+    def depth(self, ci_id: uuid.UUID) -> int:
+        return self.reached[ci_id][0]
+
+    def path(self, ci_id: uuid.UUID) -> list[dict[str, str]]:
+        hops = []
+        while True:
+            _, via, type_, _ = self.reached[ci_id]
+            if via is None:
+                return hops[::-1]
+            hops.append({"ci_id": str(ci_id), "relationship_type": type_})
+            ci_id = via
+
+    def by_service(self) -> dict[uuid.UUID, list[uuid.UUID]]:
+        grouped: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for ci in self.order:
+            service = self.reached[ci][3]
+            if service is not None:
+                grouped.setdefault(service, []).append(ci)
+        return grouped
 
 
 def _adjacency(count: int, pairs: list[tuple[int, int, int]]) -> _Adjacency:

@@ -554,16 +554,6 @@ def _walk(db: Session, root: uuid.UUID, *, dependents: bool, types: list[str], m
     return reached
 
 
-def _path(reached: dict, ci_id: uuid.UUID) -> list[dict[str, str]]:
-    hops = []
-    while True:
-        _, via, type_, _ = reached[ci_id]
-        if via is None:
-            return hops[::-1]
-        hops.append({"ci_id": str(ci_id), "relationship_type": type_})
-        ci_id = via
-
-
 def _fresh_graph(db: Session) -> impact_graph.ImpactGraph | None:
     """The in-memory graph when the CMDB is large enough to need it and the copy is fresh;
     otherwise None (and, if large, a new copy is started in the background)."""
@@ -602,31 +592,23 @@ def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = Tr
     types = relationship_types or list(IMPACT_TYPES)
     type_names = [t.value for t in types]
     graph = _fresh_graph(db)
-    reached = graph.walk(root.id, dependents=dependents, types=type_names, max_depth=max_depth,
-                         visible=impact_graph.visibility(actor)) if graph is not None else None
-    if reached is None:
+    walk = graph.walk(root.id, dependents=dependents, types=type_names, max_depth=max_depth,
+                      visible=impact_graph.visibility(actor)) if graph is not None else None
+    computed_with = "memory" if walk is not None else "database"
+    if walk is None:
         # Row-level security bounds the walk to visible domains; ci.view narrows it to where one may look.
-        reached = _walk(db, root.id, dependents=dependents, types=type_names, max_depth=max_depth,
-                        view_domains=actor.domains_with("ci.view"))
-    by_service: dict[uuid.UUID, list[uuid.UUID]] = {}
-    by_depth: dict[int, int] = {}
+        walk = impact_graph.SqlWalk(root.id, _walk(db, root.id, dependents=dependents, types=type_names,
+                                                   max_depth=max_depth, view_domains=actor.domains_with("ci.view")))
+    by_service = walk.by_service()
     if root.service_id:
-        by_service.setdefault(root.service_id, []).append(root.id)
-    ordered = []
-    for found, (depth, _, _, service_id) in reached.items():
-        if found == root.id:
-            continue
-        ordered.append(found)  # reached in breadth-first order: by depth already
-        by_depth[depth] = by_depth.get(depth, 0) + 1
-        if service_id:
-            by_service.setdefault(service_id, []).append(found)
+        by_service.setdefault(root.service_id, []).insert(0, root.id)
     offset = decode_offset(cursor)
-    page = ordered[offset:offset + limit]
+    page = walk.page(offset, limit)
     details = {row.id: row for row in db.execute(_DETAILS, {"ids": page})} if page else {}
     cis = [{"id": str(i), "number": details[i].number, "name": details[i].name, "ci_class": details[i].ci_class,
             "domain": details[i].domain, "status": details[i].status,
             "service_id": str(details[i].service_id) if details[i].service_id else None,
-            "depth": reached[i][0], "path": _path(reached, i)} for i in page if i in details]
+            "depth": walk.depth(i), "path": walk.path(i)} for i in page if i in details]
     services, business = catalog.services_with_business_ancestors(db, actor, list(by_service))
 
     def as_service(entry: dict, origins: list[uuid.UUID]) -> dict[str, Any]:
@@ -638,11 +620,9 @@ def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = Tr
     return {
         "ci": CIOut.model_validate(root).model_dump(mode="json"),
         "direction": "dependents" if dependents else "dependencies", "max_depth": max_depth,
-        "relationship_types": [t.value for t in types], "total": len(ordered),
-        "computed_with": "memory" if graph is not None and reached is not None and graph.index.get(root.id) is not None
-        else "database",
-        "by_depth": {str(d): n for d, n in sorted(by_depth.items())},
-        "cis": cis, "next_cursor": encode_offset(offset + limit) if offset + limit < len(ordered) else None,
+        "relationship_types": [t.value for t in types], "total": walk.total, "computed_with": computed_with,
+        "by_depth": {str(d): n for d, n in sorted(walk.by_depth.items())},
+        "cis": cis, "next_cursor": encode_offset(offset + limit) if offset + limit < walk.total else None,
         "services": [as_service(s, [s["id"]]) for s in services],
         "business_services": [as_service(b, b["via"]) for b in business],
     }
