@@ -65,12 +65,8 @@ class ImpactGraph:
         adjacency = self.dependents if dependents else self.dependencies
         offsets, neighbours, codes = adjacency.offsets, adjacency.neighbours, adjacency.types
         deleted, domain_of = self.deleted, self.domain_of
-        count = len(self.ids)
-        seen = bytearray(count)
+        seen, parent, code_of, depth_of = self._scratch()
         seen[start] = 1
-        parent = array("i", bytes(4 * count))
-        code_of = bytearray(count)
-        depth_of = bytearray(count)
         order: list[int] = []
         levels: dict[int, int] = {}
         frontier = [start]
@@ -94,7 +90,21 @@ class ImpactGraph:
                 levels[depth] = len(found)
             order.extend(found)
             frontier = found
+        # Give the scratch back clean: only what this walk touched (a typical walk touches a few
+        # nodes; clearing a million-entry buffer per request would cost more than the walk).
+        seen[start] = 0
+        for node in order:
+            seen[node] = 0
         return GraphWalk(self, start, order, parent, code_of, depth_of, levels)
+
+    def _scratch(self) -> tuple[bytearray, array, bytearray, bytearray]:
+        """Per-thread buffers sized to the graph: `seen` is all zeros between walks; the others are
+        read only for nodes a walk marked, so they need no clearing."""
+        local = self.__dict__.setdefault("_local", threading.local())
+        if not hasattr(local, "buffers"):
+            count = len(self.ids)
+            local.buffers = (bytearray(count), array("i", bytes(4 * count)), bytearray(count), bytearray(count))
+        return local.buffers
 
 
 @dataclass
