@@ -28,6 +28,7 @@ from gaas.core.context import Actor
 TYPE_CODES = {t.value: i for i, t in enumerate(CIRelationshipType)}
 TYPE_NAMES = list(TYPE_CODES)
 MAX_AGE_SECONDS = 6 * 3600  # change rows are kept a day; an older copy is rebuilt
+SAMPLES = 20  # CIs named per service reached; the rest are counted
 
 
 @dataclass
@@ -140,14 +141,18 @@ class GraphWalk:
             node = self.parent[node]
         return hops[::-1]
 
-    def by_service(self) -> dict[uuid.UUID, list[uuid.UUID]]:
+    def by_service(self) -> dict[uuid.UUID, tuple[int, list[uuid.UUID]]]:
+        """Per service reached: how many CIs lead to it, and the nearest few of them."""
         services, ids = self.graph.service_of, self.graph.ids
-        grouped: dict[uuid.UUID, list[uuid.UUID]] = {}
+        counts: dict[uuid.UUID, int] = {}
+        samples: dict[uuid.UUID, list[uuid.UUID]] = {}
         for node in self.order:
             service = services[node]
             if service is not None:
-                grouped.setdefault(service, []).append(ids[node])
-        return grouped
+                counts[service] = counts.get(service, 0) + 1
+                if counts[service] <= SAMPLES:
+                    samples.setdefault(service, []).append(ids[node])
+        return {service: (count, samples[service]) for service, count in counts.items()}
 
 
 @dataclass
@@ -186,13 +191,13 @@ class SqlWalk:
             hops.append({"ci_id": str(ci_id), "relationship_type": type_})
             ci_id = via
 
-    def by_service(self) -> dict[uuid.UUID, list[uuid.UUID]]:
+    def by_service(self) -> dict[uuid.UUID, tuple[int, list[uuid.UUID]]]:
         grouped: dict[uuid.UUID, list[uuid.UUID]] = {}
         for ci in self.order:
             service = self.reached[ci][3]
             if service is not None:
                 grouped.setdefault(service, []).append(ci)
-        return grouped
+        return {service: (len(cis), cis[:SAMPLES]) for service, cis in grouped.items()}
 
 
 def _adjacency(count: int, pairs: list[tuple[int, int, int]]) -> _Adjacency:

@@ -147,7 +147,7 @@ class ImpactedService(BaseModel):
     domain: str
     sla_target: str | None
     via_ci_count: int = Field(description="Impacted CIs that lead to this service")
-    via_ci_ids: list[uuid.UUID] = Field(description="Up to 20 of them")
+    via_ci_ids: list[uuid.UUID] = Field(description="The nearest of them, at most 20")
 
 
 class ImpactReport(BaseModel):

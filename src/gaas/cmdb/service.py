@@ -601,7 +601,8 @@ def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = Tr
                                                    max_depth=max_depth, view_domains=actor.domains_with("ci.view")))
     by_service = walk.by_service()
     if root.service_id:
-        by_service.setdefault(root.service_id, []).insert(0, root.id)
+        count, sample = by_service.get(root.service_id, (0, []))
+        by_service[root.service_id] = (count + 1, [root.id, *sample][:impact_graph.SAMPLES])
     offset = decode_offset(cursor)
     page = walk.page(offset, limit)
     details = {row.id: row for row in db.execute(_DETAILS, {"ids": page})} if page else {}
@@ -612,10 +613,11 @@ def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = Tr
     services, business = catalog.services_with_business_ancestors(db, actor, list(by_service))
 
     def as_service(entry: dict, origins: list[uuid.UUID]) -> dict[str, Any]:
-        via = [c for origin in origins for c in by_service.get(origin, [])]
+        count = sum(by_service.get(origin, (0, []))[0] for origin in origins)
+        sample = [str(c) for origin in origins for c in by_service.get(origin, (0, []))[1]]
         return {**{k: str(entry[k]) if k == "id" else entry[k]
                    for k in ("id", "number", "name", "type", "domain", "sla_target")},
-                "via_ci_count": len(via), "via_ci_ids": sorted(str(c) for c in via)[:20]}
+                "via_ci_count": count, "via_ci_ids": sample[:impact_graph.SAMPLES]}
 
     return {
         "ci": CIOut.model_validate(root).model_dump(mode="json"),
