@@ -259,3 +259,12 @@ def test_user_cannot_delete_self_and_me_endpoint(client, world):
     assert updated.status_code == 200
     assert updated.json()["timezone"] == "Africa/Nairobi"
     assert_problem(client.patch("/api/v1/me", json={"domain": "elsewhere"}, headers=admin.headers), 422, "domain")
+
+
+def test_search_wildcards_are_literal(client, world):
+    domain = world.domain()
+    admin = world.user(domain, "domain_admin")
+    assert client.get("/api/v1/users", params={"q": "%", "domain": domain}, headers=admin.headers).json()["items"] == []
+    assert client.get("/api/v1/users", params={"q": "_", "domain": domain}, headers=admin.headers).json()["items"] == []
+    assert client.get("/api/v1/users", params={"q": admin.email[:6], "domain": domain},
+                      headers=admin.headers).json()["items"]

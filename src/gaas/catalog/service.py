@@ -32,7 +32,7 @@ from gaas.core.context import Actor
 from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit
 from gaas.core.pagination import SortKey, decode_offset, encode_offset, paginate
-from gaas.core.queries import where_equal
+from gaas.core.queries import contains_pattern, where_equal
 from gaas.core.records import apply_patch, hard_delete, restore, soft_delete, stamp_created
 from gaas.iam import service as iam
 
@@ -132,7 +132,7 @@ def _search(db: Session, stmt: Select, q: str, cursor: str | None, limit: int) -
     offset = decode_offset(cursor)
     # Typos in short queries score ~0.45 word similarity; the default threshold (0.6) is for long text.
     db.execute(text("SELECT set_config('pg_trgm.word_similarity_threshold', '0.4', true)"))
-    like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    like = contains_pattern(q)
     matches = or_(Service.name.ilike(like), Service.description.ilike(like), Service.name.op("%")(q),
                   literal(q).op("<%")(Service.name), literal(q).op("<%")(Service.description))
     stmt = stmt.where(matches).order_by(_relevance(q).desc(), Service.id).offset(offset).limit(limit + 1)

@@ -22,3 +22,8 @@ def where_in_range(stmt: Select, column: Any, start: Any, end: Any) -> Select:
     if end is not None:
         stmt = stmt.where(column < end)
     return stmt
+
+
+def contains_pattern(text: str) -> str:
+    """An ILIKE pattern matching `text` anywhere, with its own % and _ taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

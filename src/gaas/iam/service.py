@@ -16,6 +16,7 @@ from gaas.audit import service as audit
 from gaas.core.context import SYSTEM_USER_EMAIL, SYSTEM_USER_ID, Actor, Grant, RequestInfo
 from gaas.core.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationProblem
 from gaas.core.pagination import SortKey, paginate
+from gaas.core.queries import contains_pattern
 from gaas.core.records import apply_patch, hard_delete, restore, soft_delete, stamp_created
 from gaas.core.settings import get_settings
 from gaas.iam import security
@@ -171,7 +172,7 @@ def list_domains(db: Session, actor: Actor, *, active: bool | None, q: str | Non
     if active is not None:
         stmt = stmt.where(Domain.active.is_(active))
     if q:
-        stmt = stmt.where(or_(Domain.code.ilike(f"%{_like(q)}%"), Domain.name.ilike(f"%{_like(q)}%")))
+        stmt = stmt.where(or_(Domain.code.ilike(contains_pattern(q)), Domain.name.ilike(contains_pattern(q))))
     return paginate(stmt, id_column=Domain.id, sort_keys=DOMAIN_SORTS, sort=sort, cursor=cursor, limit=limit,
                     execute=db.scalars)
 
@@ -241,10 +242,6 @@ def restore_domain(db: Session, actor: Actor, domain_id: uuid.UUID) -> Domain:
 USER_SORTS = (SortKey("name", User.name), SortKey("email", User.email), SortKey("created_at", User.created_at))
 
 
-def _like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def _visible_with(actor: Actor, permission: str, column) -> Any:
     """SQL filter: rows whose domain grants `permission` (global rows need it anywhere)."""
     domains = actor.domains_with(permission)
@@ -271,7 +268,7 @@ def list_users(db: Session, actor: Actor, *, domain: str | None, status: UserSta
     if email is not None:
         stmt = stmt.where(User.email == email.strip().lower())
     if q:
-        pattern = f"%{_like(q)}%"
+        pattern = contains_pattern(q)
         stmt = stmt.where(or_(User.name.ilike(pattern), User.email.ilike(pattern), User.username.ilike(pattern)))
     return paginate(stmt, id_column=User.id, sort_keys=USER_SORTS, sort=sort, cursor=cursor, limit=limit,
                     execute=db.scalars)
