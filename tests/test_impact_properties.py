@@ -86,3 +86,29 @@ def test_impact_equals_the_specification_query(sandbox, graph):
     finally:
         db.rollback()
         db.close()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(graph=graphs, extra=st.lists(st.integers(0, 13), max_size=3))
+def test_impact_of_several_cis_is_the_union_of_their_impacts(sandbox, graph, extra):
+    n, edges, start = graph
+    actor = iam.system_actor()
+    db = sandbox["factory"]()
+    db.begin()
+    set_context(db, actor)
+    try:
+        nodes = [cmdb.create_ci(db, actor, CICreate(domain=sandbox["domain"], name=f"n{i}", ci_class="application",
+                                                    environment="test", owner_id=sandbox["owner"])).id
+                 for i in range(n)]
+        for source, target, type_ in {e for e in edges if e[0] != e[1]}:
+            db.add(CIRelationship(source_ci_id=nodes[source], target_ci_id=nodes[target],
+                                  relationship_type=type_, created_by=actor.user_id))
+        db.flush()
+        roots = [nodes[start], *(nodes[i] for i in extra if i < n)]
+        expected = set(roots)
+        for root in roots:
+            expected |= {uuid.UUID(c["id"]) for c in cmdb.impact(db, actor, root, limit=5000)["cis"]}
+        assert cmdb.impact_of(db, actor, [*roots, uuid.uuid4()]).cis == expected  # unknown ids are ignored
+    finally:
+        db.rollback()
+        db.close()

@@ -7,6 +7,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -532,14 +533,14 @@ IMPACT_PAGE_MAX = 5000
 Reached = dict[uuid.UUID, tuple[int, uuid.UUID | None, str | None, uuid.UUID | None]]
 
 
-def _walk(db: Session, root: uuid.UUID, *, dependents: bool, types: list[str], max_depth: int,
+def _walk(db: Session, root: uuid.UUID | list[uuid.UUID], *, dependents: bool, types: list[str], max_depth: int,
           view_domains: frozenset[str] | None) -> Reached:
     """Breadth-first, one query per level: each CI once, at its shortest depth, with the CI and
     relationship it was first reached through, and the service it supports. Row-level security
     hides what the caller may not see, so the walk never passes through it."""
     step = _STEP_DEPENDENTS if dependents else _STEP_DEPENDENCIES
-    reached: Reached = {root: (0, None, None, None)}
-    frontier = [root]
+    frontier = list(dict.fromkeys(root if isinstance(root, list) else [root]))
+    reached: Reached = {r: (0, None, None, None) for r in frontier}
     for depth in range(1, max_depth + 1):
         if not frontier:
             break
@@ -628,6 +629,45 @@ def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = Tr
         "services": [as_service(s, [s["id"]]) for s in services],
         "business_services": [as_service(b, b["via"]) for b in business],
     }
+
+
+@dataclass(frozen=True)
+class ImpactSet:
+    """What fails with any of a set of CIs: for change conflict detection and change risk."""
+
+    cis: frozenset[uuid.UUID]  # the given (visible, live) CIs and everything depending on them
+    services: list[dict[str, Any]]  # services those CIs support: id, number, name, type, domain, sla_target
+    business_services: list[dict[str, Any]]  # business services above or among them, with `via`
+
+
+def impact_of(db: Session, actor: Actor, ci_ids: list[uuid.UUID], *,
+              max_depth: int = MAX_IMPACT_DEPTH) -> ImpactSet:
+    """The union of the given CIs' impact (dependents over depends_on, runs_on, part_of), as far
+    as the caller may see. CIs that do not exist or are not visible are ignored: callers check
+    their references first."""
+    roots = db.execute(text("SELECT id, service_id FROM gaas_cmdb.configuration_items "
+                            "WHERE id = ANY(:ids) AND deleted_at IS NULL"), {"ids": list(set(ci_ids))}).all()
+    roots = [r for r in roots if r.id]
+    if not roots:
+        return ImpactSet(frozenset(), [], [])
+    types = [t.value for t in IMPACT_TYPES]
+    reached: set[uuid.UUID] = {r.id for r in roots}
+    service_ids: set[uuid.UUID] = {r.service_id for r in roots if r.service_id}
+    graph = _fresh_graph(db)
+    if graph is not None and all(r.id in graph.index for r in roots):
+        visible = impact_graph.visibility(actor)
+        for root in roots:
+            walk = graph.walk(root.id, dependents=True, types=types, max_depth=max_depth, visible=visible)
+            if walk is not None:
+                reached.update(graph.ids[n] for n in walk.order)
+                service_ids.update(s for s in (graph.service_of[n] for n in walk.order) if s is not None)
+    else:
+        walked = _walk(db, [r.id for r in roots], dependents=True, types=types, max_depth=max_depth,
+                       view_domains=actor.domains_with("ci.view"))
+        reached.update(walked)
+        service_ids.update(entry[3] for entry in walked.values() if entry[3] is not None)
+    services, business = catalog.services_with_business_ancestors(db, actor, sorted(service_ids))
+    return ImpactSet(frozenset(reached), services, business)
 
 
 # ---- health -------------------------------------------------------------------------------------------
