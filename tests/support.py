@@ -133,3 +133,54 @@ def assert_problem(response: httpx.Response, status: int, field: str | None = No
         fields = [e["field"] for e in body.get("errors", [])]
         assert field in fields, f"expected an error naming {field!r}, got {fields}: {body}"
     return body
+
+
+# ---- ITSM factories (incidents, problems, changes) through the API ------------------------------
+
+def api_service(client: TestClient, who: Person, domain: str, type_: str = "business", parent: str | None = None,
+                **extra: Any) -> dict[str, Any]:
+    body = {"domain": domain, "name": unique(f"{type_}-"), "type": type_, "owner_id": str(who.id),
+            "status": "active", **({"parent_service_id": parent} if parent else {}), **extra}
+    response = client.post("/api/v1/services", json=body, headers=who.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def api_ci(client: TestClient, who: Person, domain: str | None, ci_class: str = "application",
+           **extra: Any) -> dict[str, Any]:
+    attributes = extra.pop("attributes", None)
+    if attributes is None:
+        attributes = {"hostname": unique("h")} if ci_class in ("server", "virtual_machine", "network_device") else {}
+    body = {"domain": domain, "name": extra.pop("name", unique(f"{ci_class}-")), "ci_class": ci_class,
+            "environment": "production", "owner_id": str(who.id), "attributes": attributes, **extra}
+    response = client.post("/api/v1/cis", json=body, headers=who.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def api_link(client: TestClient, who: Person, source: dict, target: dict, type_: str = "depends_on") -> None:
+    response = client.post("/api/v1/ci-relationships", json={
+        "source_ci_id": source["id"], "target_ci_id": target["id"], "relationship_type": type_}, headers=who.headers)
+    assert response.status_code == 201, response.text
+
+
+def api_incident(client: TestClient, who: Person, domain: str, **extra: Any) -> dict[str, Any]:
+    body = {"domain": domain, "short_description": unique("Portal down "), "impact": "medium",
+            "urgency": "medium", **extra}
+    response = client.post("/api/v1/incidents", json=body, headers=who.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def api_problem(client: TestClient, who: Person, domain: str, **extra: Any) -> dict[str, Any]:
+    body = {"domain": domain, "short_description": unique("Recurring outage "), "priority": "high", **extra}
+    response = client.post("/api/v1/problems", json=body, headers=who.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def api_patch(client: TestClient, who: Person, url: str, **changes: Any) -> httpx.Response:
+    """PATCH with the record's current version (read first)."""
+    current = client.get(url, headers=who.headers)
+    assert current.status_code == 200, current.text
+    return client.patch(url, json={**changes, "version": current.json()["version"]}, headers=who.headers)

@@ -21,6 +21,10 @@ OPENAPI_TAGS = [
     {"name": "services", "description": "The service portfolio: hierarchy, relationships, stakeholders"},
     {"name": "costs", "description": "Cost entries"},
     {"name": "cmdb", "description": "Configuration items, classes, relationships, impact analysis"},
+    {"name": "incidents", "description": "Incidents: priority matrix, lifecycle, assignment, SLA"},
+    {"name": "problems", "description": "Problems, known errors and their incidents"},
+    {"name": "sla", "description": "SLA policies and the priority matrix"},
+    {"name": "changes", "description": "Changes: lifecycle, approval, conflicts, risk, calendar"},
     {"name": "reports", "description": "PPT balance and cost reports"},
     {"name": "audit", "description": "Audit log and record history"},
 ]
@@ -45,6 +49,7 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
     from gaas.cmdb.api import router as cmdb_router
     from gaas.costs.api import router as costs_router
     from gaas.iam.api import router as iam_router
+    from gaas.incidents.api import router as incidents_router
 
     @app.get("/api/health", tags=["operations"], summary="The process is up")
     def health() -> dict[str, str]:
@@ -73,5 +78,6 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
     app.include_router(catalog_router)
     app.include_router(costs_router)
     app.include_router(cmdb_router)
+    app.include_router(incidents_router)
     app.include_router(audit_router)  # last: its /{resource}/{id}/history route is generic
     return app

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     audit_partitions_ahead: int = 12
     # Impact analysis keeps an in-memory copy of the CMDB graph once it has this many CIs.
     impact_graph_min_cis: int = 100_000
+    # A resolved incident may be reopened within this many days of its resolution.
+    incident_reopen_days: int = Field(default=7, ge=0)
     # The currency of services' allocated (annual PPT) costs; cost entries carry their own.
     allocation_currency: str = "USD"
 

@@ -297,6 +297,14 @@ def user_is_active(db: Session, user_id: uuid.UUID) -> bool:
     return bool(db.scalar(text("SELECT gaas_iam.user_is_active(:uid)"), {"uid": user_id}))
 
 
+def user_names(db: Session, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """For other modules' lists: the names of the users they mention that the caller may see
+    (row-level security decides, as a join on users would)."""
+    if not user_ids:
+        return {}
+    return dict(db.execute(select(User.id, User.name).where(User.id.in_(user_ids))).tuples().all())
+
+
 def create_user(db: Session, actor: Actor, data: UserCreate) -> User:
     require(actor, "user.create", data.domain)
     require_active_domain(db, data.domain)
