@@ -7,11 +7,8 @@ writes (role assignments, token revocation, logins) call :func:`record` themselv
 
 from __future__ import annotations
 
-import enum
-import json
 import uuid
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, event, insert, inspect, select, text
@@ -21,29 +18,12 @@ from gaas.audit.models import AuditLog
 from gaas.core.context import Actor
 from gaas.core.db import request_info
 from gaas.core.errors import Forbidden
-from gaas.core.ids import new_id
+from gaas.core.ids import new_ids
+from gaas.core.jsontext import dumps, jsonable
 from gaas.core.models import AuditedMixin
 from gaas.core.queries import where_equal, where_in_range
 
 REDACTED = "[redacted]"
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")  # the API's own rendering of UTC
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def _row(session: Session, *, action: str, entity_type: str, entity_id: uuid.UUID | None,
@@ -87,12 +67,12 @@ def record_many(session: Session, entity_type: str,
         return
     actor: Actor | None = session.info.get("actor")
     info = request_info(session)
-    batch = [{"id": str(new_id()), "action": action, "entity_id": str(entity_id), "changes": changes,
-              "domain": domain} for action, entity_id, changes, domain in rows]
+    batch = [{"id": audit_id, "action": action, "entity_id": entity_id, "changes": changes, "domain": domain}
+             for audit_id, (action, entity_id, changes, domain) in zip(new_ids(len(rows)), rows, strict=True)]
     session.execute(_INSERT_MANY, {
         "user_id": actor.user_id if actor else None, "user_email": actor.email if actor else None,
         "entity_type": entity_type, "ip": info.ip_address, "user_agent": info.user_agent,
-        "request_id": info.request_id, "rows": json.dumps(batch, default=jsonable, separators=(",", ":")),
+        "request_id": info.request_id, "rows": dumps(batch),
     })
 
 

@@ -23,23 +23,25 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Text, cast, literal, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gaas.audit.service import record_many
-from gaas.cmdb.models import CIClass, CIRelationshipType, CIStatus, ConfigurationItem, Environment
+from gaas.cmdb.models import CIClass, CIRelationshipType, CIStatus, Environment
 from gaas.cmdb.schemas import ClassName
 from gaas.cmdb.service import class_for, identity_keys, validate_attributes
 from gaas.core.context import Actor
 from gaas.core.errors import Forbidden, ValidationProblem
-from gaas.core.events import emit_many
-from gaas.core.ids import new_id
+from gaas.core.events import emit_batch
+from gaas.core.ids import new_ids
+from gaas.core.jsontext import dumps
 from gaas.iam import service as iam
 from gaas.iam.schemas import DOMAIN_CODE, DomainCode, Name
 
@@ -100,6 +102,9 @@ class ImportResult:
 def read_rows(stream: IO[bytes], fmt: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, row) for NDJSON, CSV or a JSON array; a row that cannot be parsed is a str
     (the reason) so that it is reported with its line and the rest goes on."""
+    if fmt == "ndjson":  # the bulk format: bytes straight to orjson, no text layer
+        yield from _ndjson(stream)
+        return
     text_stream = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
     try:
         yield from _parse(text_stream, fmt)
@@ -107,20 +112,30 @@ def read_rows(stream: IO[bytes], fmt: str) -> Iterator[tuple[int, dict[str, Any]
         text_stream.detach()  # the caller owns the stream: do not close it with the wrapper
 
 
+def _ndjson(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield number, f"malformed JSON: {exc}"
+            continue
+        if not isinstance(value, dict):
+            yield number, "a row is a JSON object"
+        elif b"\\u0000" in line and _has_nul(value):  # cheap test first: JSON spells NUL \u0000
+            yield number, NUL_REASON
+        else:
+            yield number, value
+
+
 def _parse(text_stream: io.TextIOWrapper, fmt: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    if fmt == "ndjson":
-        for number, line in enumerate(text_stream, start=1):
-            if line.strip():
-                try:
-                    value = json.loads(line, parse_constant=_no_constant)
-                    yield number, value if isinstance(value, dict) else "a row is a JSON object"
-                except ValueError as exc:
-                    yield number, f"malformed JSON: {exc}"
-    elif fmt == "csv":
+    if fmt == "csv":
         reader = csv.DictReader(text_stream)
         try:
             for row in reader:
-                yield reader.line_num, _csv_row(row)
+                parsed = _csv_row(row)
+                yield reader.line_num, NUL_REASON if _has_nul(parsed) else parsed
         except csv.Error as exc:  # the reader cannot go on past a broken line
             yield reader.line_num + 1, f"unreadable CSV, import stopped here: {exc}"
     elif fmt == "json":
@@ -134,9 +149,26 @@ def _parse(text_stream: io.TextIOWrapper, fmt: str) -> Iterator[tuple[int, dict[
             yield 1, "a JSON import is an array of rows"
             return
         for number, value in enumerate(values, start=1):
-            yield number, value if isinstance(value, dict) else "a row is a JSON object"
+            if not isinstance(value, dict):
+                yield number, "a row is a JSON object"
+            else:
+                yield number, NUL_REASON if _has_nul(value) else value
     else:
         raise ValidationProblem.field("format", "use ndjson, csv or json")
+
+
+NUL_REASON = "text may not contain NUL characters"
+
+
+def _has_nul(value: Any) -> bool:
+    """PostgreSQL text cannot hold NUL: such a row is refused, not half-written."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _no_constant(name: str) -> Any:
@@ -199,7 +231,22 @@ class _Candidate:
     keys: list[str]
 
 
+@dataclass
+class _Writes:
+    """One batch's statements: the writer thread runs them while the next batch is validated."""
+
+    creates: list[dict[str, Any]]
+    updates: list[dict[str, Any]]
+    touches: list[dict[str, Any]]
+    audits: list[tuple[str, uuid.UUID, dict[str, Any], str | None]]
+
+
 class Importer:
+    """Reconciles batch after batch. Python's share (parsing, validation, identity keys,
+    reconciling) and the database's (writing) overlap: while one batch is written on a writer
+    thread, the next is validated. Only one thread uses the session at a time: every database
+    access of the main thread first waits for the writer (`_settle`)."""
+
     def __init__(self, db: Session, actor: Actor, *, source: str, dry_run: bool, partial: bool,
                  default_domain: str | None, owner_id: uuid.UUID | None) -> None:
         self.db, self.actor, self.source = db, actor, source
@@ -207,38 +254,58 @@ class Importer:
         self.owner_id = owner_id or actor.user_id
         self.result = ImportResult(source=source, dry_run=dry_run, partial=partial)
         self.now = datetime.now(UTC)
+        self.now_text = self.now.isoformat()
         self.classes: dict[tuple[str, str | None], CIClass | None] = {}
         self.domains: dict[str | None, bool] = {}
         self.pending: set[str] = set()  # dry run: keys of CIs this import would have created
         self.allowed_owner: dict[tuple[uuid.UUID, str | None], bool] = {}
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: Future[int] | None = None
 
     def run(self, rows: Iterable[tuple[int, Any]], progress: Callable[[int], None] | None = None) -> ImportResult:
-        for batch in _batches(rows, BATCH_SIZE):
-            self.result.rows += len(batch)
-            cis = [(line, row) for line, row in batch if not (isinstance(row, dict) and "relationship_type" in row)]
-            rels = [(line, row) for line, row in batch if isinstance(row, dict) and "relationship_type" in row]
-            self._ci_batch(cis)
-            self._relationship_batch(rels)
-            if progress:
-                progress(len(batch))
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gaas-import")
+        try:
+            for batch in _batches(rows, BATCH_SIZE):
+                self.result.rows += len(batch)
+                cis = [(line, row) for line, row in batch
+                       if not (isinstance(row, dict) and "relationship_type" in row)]
+                rels = [(line, row) for line, row in batch if isinstance(row, dict) and "relationship_type" in row]
+                self._ci_batch(cis)
+                if rels:
+                    self._relationship_batch(rels)
+                if progress:
+                    progress(len(batch))
+            self._settle()
+        finally:
+            if self._writing is not None:  # failing: still, free the session before anyone rolls it back
+                wait([self._writing])
+            self._writer.shutdown()
         return self.result
+
+    def _settle(self) -> Session:
+        """The session, once the writer is done with it; the writer's failure is raised here."""
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            self.result.updated -= writing.result()
+        return self.db
 
     # -- CIs --
     def _class(self, name: str, domain: str | None) -> CIClass | None:
         if (name, domain) not in self.classes:
-            self.classes[(name, domain)] = class_for(self.db, name, domain)
+            self.classes[(name, domain)] = class_for(self._settle(), name, domain)
         return self.classes[(name, domain)]
 
     def _owner_ok(self, owner: uuid.UUID, domain: str | None) -> bool:
         if (owner, domain) not in self.allowed_owner:
-            self.allowed_owner[(owner, domain)] = (iam.user_allowed_in_domain(self.db, owner, domain) if domain
-                                                   else iam.user_is_active(self.db, owner))
+            db = self._settle()
+            self.allowed_owner[(owner, domain)] = (iam.user_allowed_in_domain(db, owner, domain) if domain
+                                                   else iam.user_is_active(db, owner))
         return self.allowed_owner[(owner, domain)]
 
     def _domain_ok(self, domain: str | None) -> bool:
         if domain not in self.domains:
             try:
-                iam.require_active_domain(self.db, domain)
+                iam.require_active_domain(self._settle(), domain)
                 self.domains[domain] = True
             except ValidationProblem:
                 self.domains[domain] = False
@@ -249,9 +316,6 @@ class Importer:
             self.result.reject(line, "row", raw)
             return None
         from_csv = bool(raw.pop("_csv", False))
-        if "\\u0000" in json.dumps(raw):
-            self.result.reject(line, "row", "text may not contain NUL characters")
-            return None
         try:
             row = ImportedCI.model_validate({"domain": self.default_domain, **raw})
         except ValidationError as exc:
@@ -314,12 +378,11 @@ class Importer:
         if not unique:
             return
         all_keys = sorted({k for c in unique for k in c.keys})
-        existing = self.db.execute(
-            select(ConfigurationItem).where(_matches_any_key(all_keys))
-            .execution_options(populate_existing=True)).scalars().all()
-        by_key = {k: ci for ci in existing if ci.deleted_at is None for k in ci.identity_keys}
-        creates, updates, touches, audits = [], [], [], []
-        matched: dict[uuid.UUID, _Candidate] = {}
+        existing = [ci for ci in self._settle().execute(_EXISTING, {"keys": dumps(all_keys)}) if ci.deleted_at is None]
+        by_key = {k: ci for ci in existing for k in ci.identity_keys}
+        writes = _Writes([], [], [], [])
+        ids = new_ids(len(unique))[::-1]  # popped from the end: in order
+        matched: dict[uuid.UUID, tuple[Any, _Candidate]] = {}
         for candidate in unique:
             match = next((by_key[k] for k in candidate.keys if k in by_key), None)
             if match is not None and not self.actor.can("cmdb.import", match.domain):
@@ -327,70 +390,74 @@ class Importer:
                                                                  "not import into")
                 continue
             if match is not None and match.id in matched:  # two rows, one CI: the later row wins
-                earlier = matched[match.id]
+                earlier = matched[match.id][1]
                 candidate.row.attributes = {**earlier.row.attributes, **candidate.row.attributes}
                 self.result.merged += 1
             if match is not None:
-                matched[match.id] = candidate
+                matched[match.id] = (match, candidate)
                 continue
             if self.result.dry_run and any(k in self.pending for k in candidate.keys):
                 self.result.merged += 1  # an earlier batch of this dry run would have created it
                 continue
             if self.result.dry_run:
                 self.pending.update(candidate.keys)
-            row = self._new_row(candidate)
-            creates.append(row)
+            row = self._new_row(candidate, ids.pop())
+            writes.creates.append(row)
             after = {k: row[k] for k in _CREATE_AUDITED if row[k] is not None}
-            audits.append(("create", row["id"], {"after": after, "source": self.source}, row["domain"]))
-        for ci_id, candidate in matched.items():
-            match = next(ci for ci in existing if ci.id == ci_id)
-            if match is None:
-                continue
+            writes.audits.append(("create", row["id"], {"after": after, "source": self.source}, row["domain"]))
+        for match, candidate in matched.values():
             change = self._reconcile(match, candidate)
             if change is None:
                 self.result.unchanged += 1
                 continue
             values, before, after = change
             if before:
-                updates.append(values)
-                audits.append(("update", match.id, {"before": before, "after": after, "source": self.source},
-                               match.domain))
+                writes.updates.append(values)
+                writes.audits.append(("update", match.id, {"before": before, "after": after, "source": self.source},
+                                      match.domain))
             else:
-                touches.append(values)
+                writes.touches.append(values)
                 self.result.unchanged += 1
-        self.result.created += len(creates)
-        self.result.updated += len(updates)
-        if self.result.dry_run:
-            return
-        if creates:
-            self.db.execute(_INSERT_CIS, _rows(creates))
-            emit_many(self.db, "ci.created", "ci", [
-                (c["domain"], c["id"], {"name": c["name"], "ci_class": c["ci_class"], "source": self.source})
-                for c in creates])
-        if updates:
-            # Only what the database really changed is counted, audited and announced.
-            done = set(self.db.execute(_UPDATE_CIS.bindparams(bump=True, actor=self.actor.user_id),
-                                       _rows(updates)).scalars())
-            self.result.updated -= len(updates) - len(done)
-            audits = [a for a in audits if a[0] == "create" or a[1] in done]
-            emit_many(self.db, "ci.updated", "ci", [(a[3], a[1], {"changed": sorted(a[2]["after"]["attributes"]),
-                                                                 "source": self.source})
-                                                    for a in audits if a[0] == "update"])
-        if touches:
-            self.db.execute(_UPDATE_CIS.bindparams(bump=False, actor=self.actor.user_id), _rows(touches))
-        record_many(self.db, "ci", audits)
+        self.result.created += len(writes.creates)
+        self.result.updated += len(writes.updates)
+        if not self.result.dry_run and (writes.creates or writes.updates or writes.touches):
+            assert self._writer is not None and self._writing is None
+            self._writing = self._writer.submit(self._write, writes)
 
-    def _new_row(self, candidate: _Candidate) -> dict[str, Any]:
+    def _write(self, writes: _Writes) -> int:
+        """On the writer thread: one batch's statements. Returns how many of its updates the
+        database found nothing to change in (only what really changed is counted, audited and
+        announced)."""
+        db, audits, not_done = self.db, writes.audits, 0
+        if writes.creates:
+            db.execute(_INSERT_CIS, {"rows": dumps(writes.creates)})
+            emit_batch(db, "ci.created", "ci", [
+                (c["domain"], c["id"], {"name": c["name"], "ci_class": c["ci_class"], "source": self.source})
+                for c in writes.creates])
+        if writes.updates:
+            done = set(db.execute(_UPDATE_CIS.bindparams(bump=True, actor=self.actor.user_id),
+                                  {"rows": dumps(writes.updates)}).scalars())
+            not_done = len(writes.updates) - len(done)
+            audits = [a for a in audits if a[0] == "create" or a[1] in done]
+            emit_batch(db, "ci.updated", "ci", [(a[3], a[1], {"changed": sorted(a[2]["after"]["attributes"]),
+                                                            "source": self.source})
+                                               for a in audits if a[0] == "update"])
+        if writes.touches:
+            db.execute(_UPDATE_CIS.bindparams(bump=False, actor=self.actor.user_id), {"rows": dumps(writes.touches)})
+        record_many(db, "ci", audits)
+        return not_done
+
+    def _new_row(self, candidate: _Candidate, ci_id: uuid.UUID) -> dict[str, Any]:
         row = candidate.row
         seen = row.discovered_at or self.now
-        return {"id": new_id(), "domain": row.domain, "name": row.name, "ci_class": row.ci_class,
+        written = {"source": self.source, "at": seen.isoformat() if row.discovered_at else self.now_text}
+        return {"id": ci_id, "domain": row.domain, "name": row.name, "ci_class": row.ci_class,
                 "status": row.status.value, "environment": row.environment.value, "owner_id": row.owner_id,
                 "attributes": row.attributes, "discovered_by": self.source, "last_discovered_at": seen,
-                "identity_keys": candidate.keys,
-                "attribute_sources": {k: {"source": self.source, "at": seen.isoformat()} for k in row.attributes},
+                "identity_keys": candidate.keys, "attribute_sources": dict.fromkeys(row.attributes, written),
                 "actor": self.actor.user_id}
 
-    def _reconcile(self, ci: ConfigurationItem, candidate: _Candidate):
+    def _reconcile(self, ci: Any, candidate: _Candidate):
         """The attributes this source may write, and whether anything changes."""
         row, cls = candidate.row, candidate.cls
         seen = row.discovered_at or self.now
@@ -421,6 +488,7 @@ class Importer:
 
     # -- relationships --
     def _relationship_batch(self, rows: list[tuple[int, Any]]) -> None:
+        self._settle()
         parsed: list[tuple[int, ImportedRelationship, str, str]] = []
         for line, raw in rows:
             try:
@@ -441,10 +509,10 @@ class Importer:
         if not parsed:
             return
         keys = sorted({k for _, _, s, t in parsed for k in (s, t)})
-        found = self.db.execute(select(ConfigurationItem.id, ConfigurationItem.identity_keys, ConfigurationItem.domain,
-                                       ConfigurationItem.deleted_at).where(_matches_any_key(keys))).all()
+        found = self.db.execute(_ENDS, {"keys": dumps(keys)}).all()
         by_key = {k: (row.id, row.domain) for row in found if row.deleted_at is None for k in row.identity_keys}
         new_links: list[dict[str, Any]] = []
+        link_ids = new_ids(len(parsed))[::-1]
         domains: dict[uuid.UUID, str | None] = {}
         for line, rel, source_key, target_key in parsed:
             if source_key not in by_key or target_key not in by_key:
@@ -461,7 +529,7 @@ class Importer:
             if not (self.actor.can("cmdb.import", source_domain) and self.actor.can("cmdb.import", target_domain)):
                 self.result.reject(line, "source", "linking these CIs needs 'cmdb.import' in both their domains")
                 continue
-            link_id = new_id()
+            link_id = link_ids.pop()
             domains[link_id] = source_domain
             new_links.append({"id": link_id, "source_ci_id": source_id, "target_ci_id": target_id,
                               "relationship_type": rel.relationship_type.value})
@@ -513,6 +581,18 @@ class Importer:
         return keys[0] if keys else None
 
 
+# Batches go in as one JSON parameter (jsonb_to_recordset, or an array of keys): no per-value
+# adaptation in the driver. The keys go in through a sub-select: given as a literal array of a
+# thousand keys the planner expects thousands of matches and scans the table; deleted CIs are
+# skipped by the caller for the same reason.
+_EXISTING = text("""
+    SELECT id, domain, name, environment::text AS environment, attributes, attribute_sources, last_discovered_at,
+           discovered_by, identity_keys, deleted_at
+    FROM gaas_cmdb.configuration_items
+    WHERE identity_keys && (SELECT array_agg(k) FROM jsonb_array_elements_text(CAST(:keys AS jsonb)) AS k)""")
+_ENDS = text("""
+    SELECT id, identity_keys, domain, deleted_at FROM gaas_cmdb.configuration_items
+    WHERE identity_keys && (SELECT array_agg(k) FROM jsonb_array_elements_text(CAST(:keys AS jsonb)) AS k)""")
 _CREATE_AUDITED = ("name", "ci_class", "domain", "environment", "status", "owner_id", "attributes", "discovered_by")
 _INSERT_CIS = text("""
     INSERT INTO gaas_cmdb.configuration_items (id, domain, name, ci_class, status, environment, owner_id, attributes,
@@ -537,19 +617,6 @@ _UPDATE_CIS = text("""
         last_discovered_at timestamptz, discovered_by text, identity_keys jsonb)
     WHERE c.id = r.id
     RETURNING c.id""")
-
-
-def _matches_any_key(keys: list[str]):
-    """identity_keys && keys, on the GIN index. The keys go in through a sub-select: given as a
-    literal array of a thousand keys the planner expects thousands of matches and scans the
-    table; deleted CIs are skipped by the caller for the same reason."""
-    return ConfigurationItem.identity_keys.op("&&")(select(cast(literal(keys, ARRAY(Text)), ARRAY(Text)))
-                                                    .scalar_subquery())
-
-
-def _rows(rows: list[dict[str, Any]]) -> dict[str, str]:
-    """A batch as one JSON parameter (jsonb_to_recordset): no per-value escaping in the driver."""
-    return {"rows": json.dumps(rows, default=str, separators=(",", ":"))}
 
 
 def _ranker(precedence: list[str]) -> Callable[[str], int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -211,8 +212,19 @@ def identity_keys(cls: CIClass | None, *, domain: str | None, name: str, environ
     for index, rule in enumerate(cls.identification):
         values = [record[k] if k in RECORD_KEYS else attributes.get(k) for k in rule]
         if all(v is not None and v != "" for v in values):
-            keys.append(f"{cls.name}|{index}|{json.dumps(values, sort_keys=True, separators=(',', ':'))}")
+            keys.append(f"{cls.name}|{index}|{_json_values(values)}")
     return keys
+
+
+_PLAIN_TEXT = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII but " and \: JSON writes it as it is
+
+
+def _json_values(values: list[Any]) -> str:
+    """The key's canonical JSON. Plain strings (nearly every key) are written directly, in
+    exactly the standard library's rendering, which stored keys were made with."""
+    if all(type(v) is str and _PLAIN_TEXT.fullmatch(v) for v in values):
+        return '["' + '","'.join(values) + '"]'
+    return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
 
 _VALIDATORS: dict[tuple[uuid.UUID, int], tuple[Callable[[Any], Any], Draft202012Validator]] = {}
