@@ -21,10 +21,12 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="Users.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 import_app = typer.Typer(help="Imports.", no_args_is_help=True)
+sla_app = typer.Typer(help="SLA timers.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(import_app, name="import")
+app.add_typer(sla_app, name="sla")
 
 console = Console()
 err = Console(stderr=True)
@@ -275,6 +277,27 @@ def import_cis(
         console.print("Dry run: nothing was written.")
     elif not result.committed:
         raise _fail("bad rows and no --partial: nothing was written")
+
+
+@sla_app.command("check")
+def sla_check(
+    batch: Annotated[int, typer.Option(min=1, max=100_000, help="Incidents marked per transaction.")] = 1000,
+) -> None:
+    """Mark open incidents past their SLA due date as breached (each exactly once, with its audit
+    row and incident.sla_breached event). Safe to run from several hosts at once; the worker will
+    run it on a schedule."""
+    from gaas.core.db import unit_of_work
+    from gaas.iam import service as iam
+    from gaas.incidents import service as incidents
+
+    total = 0
+    while True:
+        with unit_of_work(iam.system_actor()) as db:
+            marked = incidents.mark_sla_breaches(db, batch=batch)
+        total += marked
+        if marked < batch:
+            break
+    console.print(f"{total} incident(s) newly marked as breached.")
 
 
 def _find_user(db, actor, login: str):

@@ -302,7 +302,7 @@ def user_names(db: Session, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
     (row-level security decides, as a join on users would)."""
     if not user_ids:
         return {}
-    return dict(db.execute(select(User.id, User.name).where(User.id.in_(user_ids))).tuples().all())
+    return {row.id: row.name for row in db.execute(select(User.id, User.name).where(User.id.in_(user_ids)))}
 
 
 def create_user(db: Session, actor: Actor, data: UserCreate) -> User:

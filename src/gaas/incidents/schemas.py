@@ -130,6 +130,7 @@ class ProblemCreate(Strict):
     workaround: LongText | None = None
     service_id: uuid.UUID | None = None
     ci_id: uuid.UUID | None = None
+    permanent_fix: LongText | None = None
 
 
 class ProblemUpdate(Strict):
