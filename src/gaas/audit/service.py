@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, event, insert, inspect, select, text
+from sqlalchemy import Select, TextClause, event, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from gaas.audit.models import AuditLog
@@ -63,17 +63,26 @@ _INSERT_MANY = text("""
 def record_many(session: Session, entity_type: str,
                 rows: list[tuple[str, uuid.UUID, dict[str, Any], str | None]]) -> None:
     """Many audit rows of one entity type in one statement: (action, entity id, changes, domain)."""
+    statement = prepare_many(session, entity_type, rows)
+    if statement is not None:
+        session.execute(*statement)
+
+
+def prepare_many(session: Session, entity_type: str, rows: list[tuple[str, uuid.UUID, dict[str, Any], str | None]]
+                 ) -> tuple[TextClause, dict[str, Any]] | None:
+    """record_many's statement and parameters, to execute later in the same transaction (a bulk
+    writer prepares on one thread while another executes)."""
     if not rows:
-        return
+        return None
     actor: Actor | None = session.info.get("actor")
     info = request_info(session)
     batch = [{"id": audit_id, "action": action, "entity_id": entity_id, "changes": changes, "domain": domain}
              for audit_id, (action, entity_id, changes, domain) in zip(new_ids(len(rows)), rows, strict=True)]
-    session.execute(_INSERT_MANY, {
+    return _INSERT_MANY, {
         "user_id": actor.user_id if actor else None, "user_email": actor.email if actor else None,
         "entity_type": entity_type, "ip": info.ip_address, "user_agent": info.user_agent,
         "request_id": info.request_id, "rows": dumps(batch),
-    })
+    }
 
 
 def _changed_fields(obj: AuditedMixin) -> tuple[dict[str, Any], dict[str, Any]]:

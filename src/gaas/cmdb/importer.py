@@ -26,20 +26,21 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import IO, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session
 
-from gaas.audit.service import record_many
+from gaas.audit.service import prepare_many, record_many
 from gaas.cmdb.models import CIClass, CIRelationshipType, CIStatus, Environment
 from gaas.cmdb.schemas import ClassName
 from gaas.cmdb.service import class_for, identity_keys, validate_attributes
 from gaas.core.context import Actor
 from gaas.core.errors import Forbidden, ValidationProblem
-from gaas.core.events import emit_batch
+from gaas.core.events import emit_batch, prepare_batch
 from gaas.core.ids import new_ids
 from gaas.core.jsontext import dumps
 from gaas.iam import service as iam
@@ -233,19 +234,25 @@ class _Candidate:
 
 @dataclass
 class _Writes:
-    """One batch's statements: the writer thread runs them while the next batch is validated."""
+    """One batch's statements: the writer thread runs them while the next batch is validated.
+    Creations arrive fully prepared (parameters serialised on the main thread), so the writer
+    sends them back to back; updates are audited only once the database says what changed."""
 
-    creates: list[dict[str, Any]]
+    creates: list[tuple[TextClause, dict[str, Any]]]
     updates: list[dict[str, Any]]
     touches: list[dict[str, Any]]
-    audits: list[tuple[str, uuid.UUID, dict[str, Any], str | None]]
+    update_audits: list[tuple[str, uuid.UUID, dict[str, Any], str | None]]
+    states: list[SimpleNamespace]  # each CI written, as it will be once written (for the next lookup)
 
 
 class Importer:
-    """Reconciles batch after batch. Python's share (parsing, validation, identity keys,
-    reconciling) and the database's (writing) overlap: while one batch is written on a writer
-    thread, the next is validated. Only one thread uses the session at a time: every database
-    access of the main thread first waits for the writer (`_settle`)."""
+    """Reconciles batch after batch, with Python's work (parsing, validation, identity keys,
+    reconciling) and the database's (looking up, writing) overlapping. A writer thread runs the
+    statements in order: lookup(k), writes(k-1), lookup(k+1), writes(k), … so that while the
+    database writes batch k-1, Python reconciles batch k and validates batch k+1. Lookup(k) runs
+    before writes(k-1), so batch k-1's results are overlaid from memory (`_in_flight`): a CI it
+    creates or changes is matched as it will be. Only the writer thread touches the session
+    while it has work: any other database access first waits for it (`_settle`)."""
 
     def __init__(self, db: Session, actor: Actor, *, source: str, dry_run: bool, partial: bool,
                  default_domain: str | None, owner_id: uuid.UUID | None) -> None:
@@ -260,7 +267,10 @@ class Importer:
         self.pending: set[str] = set()  # dry run: keys of CIs this import would have created
         self.allowed_owner: dict[tuple[uuid.UUID, str | None], bool] = {}
         self._writer: ThreadPoolExecutor | None = None
-        self._writing: Future[int] | None = None
+        self._jobs: list[Future[int]] = []  # submitted to the writer, not yet settled
+        self._failure: BaseException | None = None  # the writer's first failure: later jobs do nothing
+        self._prepared: _Writes | None = None  # the last batch's writes, submitted after the next lookup
+        self._in_flight: list[SimpleNamespace] = []  # how the CIs of the submitted writes will be
 
     def run(self, rows: Iterable[tuple[int, Any]], progress: Callable[[int], None] | None = None) -> ImportResult:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gaas-import")
@@ -277,16 +287,36 @@ class Importer:
                     progress(len(batch))
             self._settle()
         finally:
-            if self._writing is not None:  # failing: still, free the session before anyone rolls it back
-                wait([self._writing])
+            wait(self._jobs)  # failing: still, free the session before anyone rolls it back
             self._writer.shutdown()
         return self.result
 
+    def _on_writer(self, work: Callable[..., Any], *args: Any) -> Future:
+        def guarded() -> Any:
+            if self._failure is not None:  # the transaction is lost: do not pile errors on it
+                raise self._failure
+            try:
+                return work(*args)
+            except BaseException as exc:
+                self._failure = exc
+                raise
+
+        assert self._writer is not None
+        return self._writer.submit(guarded)
+
+    def _submit_prepared(self) -> None:
+        if self._prepared is not None:
+            writes, self._prepared = self._prepared, None
+            self._jobs.append(self._on_writer(self._write, writes))
+            self._in_flight = writes.states
+
     def _settle(self) -> Session:
-        """The session, once the writer is done with it; the writer's failure is raised here."""
-        if self._writing is not None:
-            writing, self._writing = self._writing, None
-            self.result.updated -= writing.result()
+        """The session, once every write is done; the writer's failure is raised here."""
+        self._submit_prepared()
+        jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            self.result.updated -= job.result()
+        self._in_flight = []
         return self.db
 
     # -- CIs --
@@ -378,9 +408,13 @@ class Importer:
         if not unique:
             return
         all_keys = sorted({k for c in unique for k in c.keys})
-        existing = [ci for ci in self._settle().execute(_EXISTING, {"keys": dumps(all_keys)}) if ci.deleted_at is None]
-        by_key = {k: ci for ci in existing for k in ci.identity_keys}
-        writes = _Writes([], [], [], [])
+        looking = self._on_writer(self._lookup, dumps(all_keys))
+        self._submit_prepared()  # the previous batch is written after this lookup, while this one is reconciled
+        in_flight = {state.id: state for state in self._in_flight}
+        found = [ci for ci in looking.result() if ci.deleted_at is None and ci.id not in in_flight]
+        by_key = {k: ci for ci in [*found, *in_flight.values()] for k in ci.identity_keys}
+        writes = _Writes([], [], [], [], [])
+        creates: list[dict[str, Any]] = []
         ids = new_ids(len(unique))[::-1]  # popped from the end: in order
         matched: dict[uuid.UUID, tuple[Any, _Candidate]] = {}
         for candidate in unique:
@@ -401,51 +435,61 @@ class Importer:
                 continue
             if self.result.dry_run:
                 self.pending.update(candidate.keys)
-            row = self._new_row(candidate, ids.pop())
-            writes.creates.append(row)
-            after = {k: row[k] for k in _CREATE_AUDITED if row[k] is not None}
-            writes.audits.append(("create", row["id"], {"after": after, "source": self.source}, row["domain"]))
+            creates.append(self._new_row(candidate, ids.pop()))
         for match, candidate in matched.values():
             change = self._reconcile(match, candidate)
             if change is None:
                 self.result.unchanged += 1
                 continue
             values, before, after = change
+            writes.states.append(SimpleNamespace(**values, domain=match.domain, name=match.name,
+                                                 environment=match.environment, deleted_at=None))
             if before:
                 writes.updates.append(values)
-                writes.audits.append(("update", match.id, {"before": before, "after": after, "source": self.source},
-                                      match.domain))
+                changes = {"before": before, "after": after, "source": self.source}
+                writes.update_audits.append(("update", match.id, changes, match.domain))
             else:
                 writes.touches.append(values)
                 self.result.unchanged += 1
-        self.result.created += len(writes.creates)
+        self.result.created += len(creates)
         self.result.updated += len(writes.updates)
-        if not self.result.dry_run and (writes.creates or writes.updates or writes.touches):
-            assert self._writer is not None and self._writing is None
-            self._writing = self._writer.submit(self._write, writes)
+        if not self.result.dry_run and (creates or writes.updates or writes.touches):
+            writes.creates = self._prepare_creates(creates) if creates else []
+            writes.states.extend(SimpleNamespace(**row, deleted_at=None) for row in creates)
+            self._prepared = writes
+
+    def _lookup(self, keys: str) -> list[Any]:
+        return self.db.execute(_EXISTING, {"keys": keys}).all()
 
     def _write(self, writes: _Writes) -> int:
         """On the writer thread: one batch's statements. Returns how many of its updates the
         database found nothing to change in (only what really changed is counted, audited and
         announced)."""
-        db, audits, not_done = self.db, writes.audits, 0
-        if writes.creates:
-            db.execute(_INSERT_CIS, {"rows": dumps(writes.creates)})
-            emit_batch(db, "ci.created", "ci", [
-                (c["domain"], c["id"], {"name": c["name"], "ci_class": c["ci_class"], "source": self.source})
-                for c in writes.creates])
+        db, not_done = self.db, 0
+        for statement in writes.creates:
+            db.execute(*statement)
         if writes.updates:
             done = set(db.execute(_UPDATE_CIS.bindparams(bump=True, actor=self.actor.user_id),
                                   {"rows": dumps(writes.updates)}).scalars())
             not_done = len(writes.updates) - len(done)
-            audits = [a for a in audits if a[0] == "create" or a[1] in done]
+            audits = [a for a in writes.update_audits if a[1] in done]
             emit_batch(db, "ci.updated", "ci", [(a[3], a[1], {"changed": sorted(a[2]["after"]["attributes"]),
-                                                            "source": self.source})
-                                               for a in audits if a[0] == "update"])
+                                                             "source": self.source}) for a in audits])
+            record_many(db, "ci", audits)
         if writes.touches:
             db.execute(_UPDATE_CIS.bindparams(bump=False, actor=self.actor.user_id), {"rows": dumps(writes.touches)})
-        record_many(db, "ci", audits)
         return not_done
+
+    def _prepare_creates(self, rows: list[dict[str, Any]]) -> list[tuple[TextClause, dict[str, Any]]]:
+        audits = [("create", row["id"], {"after": {k: row[k] for k in _CREATE_AUDITED if row[k] is not None},
+                                          "source": self.source}, row["domain"]) for row in rows]
+        events = [(row["domain"], row["id"], {"name": row["name"], "ci_class": row["ci_class"], "source": self.source})
+                  for row in rows]
+        return [statement for statement in (
+            (_INSERT_CIS, {"rows": dumps(rows)}),
+            prepare_many(self.db, "ci", audits),
+            prepare_batch(self.db, "ci.created", "ci", events),
+        ) if statement is not None]
 
     def _new_row(self, candidate: _Candidate, ci_id: uuid.UUID) -> dict[str, Any]:
         row = candidate.row

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session
 
 from gaas.core.db import request_info
@@ -66,14 +66,22 @@ def emit_batch(session: Session, event_type: str, entity_type: str,
     of a million CIs): the row's payload is {"batch": [{"entity_id": …, **payload}, …]} with
     entity_id NULL, and the worker delivers each item as an event of its own. Same transaction,
     same guarantees as `emit`, a thousandth of the writes."""
+    statement = prepare_batch(session, event_type, entity_type, events)
+    if statement is not None:
+        session.execute(*statement)
+
+
+def prepare_batch(session: Session, event_type: str, entity_type: str,
+                  events: list[tuple[str | None, uuid.UUID, dict[str, Any]]]) -> tuple[TextClause, dict] | None:
+    """emit_batch's statement and parameters, to execute later in the same transaction."""
     if not events:
-        return
+        return None
     actor = session.info.get("actor")
     by_domain: dict[str | None, list[dict[str, Any]]] = {}
     for domain, entity_id, payload in events:
         by_domain.setdefault(domain, []).append({"entity_id": entity_id, **payload})
-    session.execute(_EMIT_BATCH, {
+    return _EMIT_BATCH, {
         "event_type": event_type, "entity_type": entity_type, "actor_id": actor.user_id if actor else None,
         "request_id": request_info(session).request_id,
         "batches": dumps([{"domain": domain, "items": items} for domain, items in by_domain.items()]),
-    })
+    }
