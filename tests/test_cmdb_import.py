@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from gaas.cli import app as cli
+from gaas.cmdb import importer
 from gaas.cmdb.service import _json_values
 from tests.support import World, assert_problem, audit_rows, rid
 
@@ -122,6 +123,26 @@ def test_last_discovered_only_moves_forward_and_batch_duplicates_merge(client, i
     post(client, admin, ndjson([older]), domain=domain)
     ci = client.get(f"/api/v1/cis/{ci['id']}", headers=admin.headers).json()
     assert ci["last_discovered_at"].startswith("2026-10-01")
+
+
+def test_rows_across_batches_see_what_earlier_batches_wrote(client, database, importer_user, monkeypatch):
+    # Batches of two: a CI created or changed by one batch is matched, as it now is, by the next
+    # (which is looked up before the earlier batch's writes reach the database).
+    monkeypatch.setattr(importer, "BATCH_SIZE", 2)
+    admin, domain = importer_user["admin"], importer_user["domain"]
+    a, b, c = servers("flight", 3)
+    rows = [{**a, "attributes": {**a["attributes"], "os": "x"}}, b,
+            {**a, "attributes": {**a["attributes"], "os": "y"}}, c,
+            {**a, "attributes": {**a["attributes"], "os": "z", "ip": "10.1.1.1"}}, b]
+    response, request_id = post(client, admin, ndjson(rows), domain=domain)
+    body = response.json()
+    assert (body["created"], body["updated"], body["unchanged"], body["merged"]) == (3, 2, 1, 0), body
+    found = client.get("/api/v1/cis", params={"attr.serial_number": "flight-SN0"}, headers=admin.headers).json()
+    [ci] = found["items"]
+    assert (ci["attributes"]["os"], ci["attributes"]["ip"], ci["version"]) == ("z", "10.1.1.1", 3)
+    trail = [(r["action"], (r["changes"].get("after") or {}).get("attributes", {}).get("os"))
+             for r in audit_rows(database, request_id) if str(r["entity_id"]) == ci["id"]]
+    assert trail == [("create", "x"), ("update", "y"), ("update", "z")]
 
 
 def test_csv_import_and_permissions(client, world, importer_user):
