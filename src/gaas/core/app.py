@@ -46,6 +46,7 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
 
     from gaas.audit.api import router as audit_router
     from gaas.catalog.api import router as catalog_router
+    from gaas.changes.api import router as changes_router
     from gaas.cmdb.api import router as cmdb_router
     from gaas.costs.api import router as costs_router
     from gaas.iam.api import router as iam_router
@@ -79,5 +80,6 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
     app.include_router(costs_router)
     app.include_router(cmdb_router)
     app.include_router(incidents_router)
+    app.include_router(changes_router)
     app.include_router(audit_router)  # last: its /{resource}/{id}/history route is generic
     return app
