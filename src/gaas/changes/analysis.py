@@ -80,13 +80,16 @@ def _change_conflicts(db: Session, actor: Actor, change: Change, cis: list[uuid.
             for o in others if o.id in found for kind, ids, detail in [found[o.id]]]
 
 
-def _services_touched(db: Session, actor: Actor, change: Change, cis: list[uuid.UUID]) -> set[uuid.UUID]:
-    services = {change.service_id} if change.service_id else set()
+def _services_touched(db: Session, actor: Actor, change: Change,
+                      cis: list[uuid.UUID]) -> set[uuid.UUID | None]:
+    """The services the change touches (its own, its CIs'); None stands for whatever belongs to no
+    service (CIs without one, or a change naming neither service nor CIs)."""
+    touched: set[uuid.UUID | None] = {change.service_id} if change.service_id else set()
     for ci_id in cis:
         ci = cmdb.ci_exists(db, actor, ci_id)
-        if ci is not None and ci.service_id is not None:
-            services.add(ci.service_id)
-    return services
+        if ci is not None:
+            touched.add(ci.service_id)
+    return touched or {None}
 
 
 def _window_conflicts(db: Session, actor: Actor, change: Change, cis: list[uuid.UUID]) -> list[ChangeConflict]:
@@ -96,7 +99,7 @@ def _window_conflicts(db: Session, actor: Actor, change: Change, cis: list[uuid.
     if not windows:
         return []
     start, end = change.planned_start, change.planned_end
-    services = _services_touched(db, actor, change, cis) if any(w.service_id for w in windows) else set()
+    services = _services_touched(db, actor, change, cis) if any(w.service_id for w in windows) else {None}
     conflicts = []
     for window in windows:
         if window.kind != WindowKind.blackout or (window.service_id and window.service_id not in services):
@@ -110,11 +113,11 @@ def _window_conflicts(db: Session, actor: Actor, change: Change, cis: list[uuid.
     # one of the domain's; with no maintenance windows at all, any time is allowed.
     domain_wide = [w for w in maintenance if w.service_id is None]
     checked_domain_wide = False
-    for service_id in sorted(services, key=str) or [None]:
+    for service_id in sorted(services, key=str):
         own = [w for w in maintenance if service_id is not None and w.service_id == service_id]
         scope = own or domain_wide
         if not scope or (not own and checked_domain_wide):
-            continue
+            continue  # nothing to respect, or the domain's windows already checked
         checked_domain_wide = checked_domain_wide or not own
         if not any(containing(w, start, end) for w in scope):
             names = ", ".join(f"'{w.name}'" for w in scope)
