@@ -11,6 +11,7 @@ from gaas import __version__
 from gaas.core.db import session_factory
 from gaas.core.errors import install_problem_handlers, problem_response
 from gaas.core.http import RequestIdMiddleware
+from gaas.core.resilience import RetryTransientMiddleware
 
 OPENAPI_TAGS = [
     {"name": "auth", "description": "Log in, who am I"},
@@ -42,7 +43,8 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
     )
     app.state.session_factory = factory or session_factory()
     install_problem_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RetryTransientMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so a replayed request keeps its id
 
     from gaas.audit.api import router as audit_router
     from gaas.catalog.api import router as catalog_router

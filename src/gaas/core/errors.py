@@ -14,6 +14,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gaas.core.resilience import TRANSIENT, TRANSIENT_SQLSTATES
+
 log = logging.getLogger("gaas.errors")
 
 PROBLEM_JSON = "application/problem+json"
@@ -206,30 +208,48 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(request, status, slug, "The data conflicts with existing records", detail,
                                 errors=errors)
 
-    @app.exception_handler(OperationalError)
-    async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
+    @app.exception_handler(DBAPIError)
+    async def _db_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        return database_problem(request, exc)
+
+
+def database_problem(request: Request, exc: DBAPIError) -> JSONResponse:
+    """Every database error as a problem: what the client can do about it, never a stack trace."""
+    sqlstate = getattr(exc.orig, "sqlstate", "") or ""
+    if isinstance(exc, OperationalError) and (not sqlstate or sqlstate.startswith(("08", "57P"))):
+        # No connection, or the server is shutting down or restarting.
         log.warning("database unavailable: %s", exc.orig)
         return problem_response(request, 503, Unavailable.slug, Unavailable.title,
                                 "The database is not reachable right now; retry shortly.",
                                 headers={"Retry-After": "5"})
-
-    @app.exception_handler(DBAPIError)
-    async def _db_error(request: Request, exc: DBAPIError) -> JSONResponse:
-        sqlstate = getattr(exc.orig, "sqlstate", "") or ""
-        if not sqlstate and isinstance(exc.orig, psycopg.DataError):
-            # Refused by the driver before reaching the server, e.g. a NUL character in a string.
-            return problem_response(request, 422, "invalid-characters", "The request is not valid",
-                                    f"A value cannot be stored: {exc.orig}",
-                                    errors=[{"field": "body", "message": str(exc.orig), "type": "invalid_characters"}])
-        if sqlstate == "42501":  # insufficient_privilege: RLS WITH CHECK or a missing grant
-            log.warning("database refused a write: %s", exc.orig)
-            return problem_response(request, 403, Forbidden.slug, Forbidden.title,
-                                    "The database refused this write for the acting user.")
-        if sqlstate in {"22001", "22P02", "22P05", "22003", "22007", "22008", "23502", "23514"}:
-            return problem_response(request, 422, "constraint-violation", "The request is not valid",
-                                    str(getattr(exc.orig, "diag", None) and exc.orig.diag.message_primary),
-                                    errors=[{"field": getattr(exc.orig.diag, "column_name", None) or "body",
-                                             "message": exc.orig.diag.message_primary, "type": "constraint"}])
-        log.exception("database error", exc_info=exc)
-        return problem_response(request, 500, "internal-error", "Internal error",
-                                "The request could not be completed; it was not applied.")
+    if not sqlstate and isinstance(exc.orig, psycopg.DataError):
+        # Refused by the driver before reaching the server, e.g. a NUL character in a string.
+        return problem_response(request, 422, "invalid-characters", "The request is not valid",
+                                f"A value cannot be stored: {exc.orig}",
+                                errors=[{"field": "body", "message": str(exc.orig), "type": "invalid_characters"}])
+    if sqlstate in TRANSIENT_SQLSTATES:  # rolled back whole: the retry middleware replays the request
+        request.state.__setattr__(TRANSIENT, True)
+        return problem_response(request, 503, "transient-conflict", "Concurrent update conflict",
+                                "The request collided with a concurrent one and was not applied; retry it.",
+                                headers={"Retry-After": "1"})
+    if sqlstate == "57014":  # query_canceled: statement_timeout or a cancel request
+        return problem_response(request, 503, "timeout", "The request took too long",
+                                "The database gave up on this request (statement timeout); it was not applied.",
+                                headers={"Retry-After": "5"})
+    if sqlstate in {"53100", "53200", "53300", "53400"}:  # disk full, out of memory, too many connections
+        log.error("database out of resources: %s", exc.orig)
+        return problem_response(request, 503, Unavailable.slug, Unavailable.title,
+                                "The database is out of resources right now; nothing was applied.",
+                                headers={"Retry-After": "30"})
+    if sqlstate == "42501":  # insufficient_privilege: RLS WITH CHECK or a missing grant
+        log.warning("database refused a write: %s", exc.orig)
+        return problem_response(request, 403, Forbidden.slug, Forbidden.title,
+                                "The database refused this write for the acting user.")
+    if sqlstate in {"22001", "22P02", "22P05", "22003", "22007", "22008", "23502", "23514"}:
+        return problem_response(request, 422, "constraint-violation", "The request is not valid",
+                                str(getattr(exc.orig, "diag", None) and exc.orig.diag.message_primary),
+                                errors=[{"field": getattr(exc.orig.diag, "column_name", None) or "body",
+                                         "message": exc.orig.diag.message_primary, "type": "constraint"}])
+    log.exception("database error", exc_info=exc)
+    return problem_response(request, 500, "internal-error", "Internal error",
+                            "The request could not be completed; it was not applied.")
