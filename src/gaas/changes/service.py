@@ -343,6 +343,8 @@ def apply_changes(db: Session, actor: Actor, change: Change, changes: dict[str, 
             suggested, reasons = analysis.assess_risk(db, actor, change, reach)
             change.suggested_risk, change.risk_reasons = suggested, [r.model_dump(mode="json") for r in reasons]
         _move(change, actor, old["status"], status, now)
+        if change.status not in (S.draft, S.rejected, S.cancelled):
+            _check_ready(change)  # what submitting required stays true afterwards
         conflicts = None
         moved_or_rescoped = bool(fields & {*WINDOW, "affected_cis", "service_id"}) or status != old["status"]
         if status in RESCHEDULABLE and moved_or_rescoped:
@@ -382,8 +384,6 @@ def _move(change: Change, actor: Actor, old: ChangeStatus, new: ChangeStatus, no
     """A status move and what it records: approval state, actual times, the outcome, closure."""
     if new == old:
         return
-    if new in (S.submitted, S.scheduled) and old in (S.draft,):
-        _check_ready(change)
     if new == S.submitted:
         change.approval_status = "pending"
     elif new == S.approved:

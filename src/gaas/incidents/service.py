@@ -379,8 +379,12 @@ def apply_changes(db: Session, actor: Actor, incident: Incident, changes: dict[s
         if overridden and (not incident.priority_overridden or priority != incident.priority):
             override_computed = computed
         changes.update(priority=priority, priority_overridden=overridden)
-    elif ("impact" in changes or "urgency" in changes) and not incident.priority_overridden:
-        changes["priority"] = computed_priority(db, incident.domain, impact, urgency)
+    elif "impact" in changes or "urgency" in changes:
+        computed = computed_priority(db, incident.domain, impact, urgency)
+        if not incident.priority_overridden:
+            changes["priority"] = computed
+        elif computed == incident.priority:
+            changes["priority_overridden"] = False  # the matrix now agrees: the override has no more reason
 
     # One flush for the whole change, so the audit log shows it as one update.
     with db.no_autoflush:
