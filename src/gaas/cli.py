@@ -88,7 +88,10 @@ def serve(
     # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into a normal exit so that
     # exit handlers run (they stop the embedded PostgreSQL).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", proxy_headers=True)
+    from gaas.core.logs import configure_logging
+
+    configure_logging(settings.log_format)
+    uvicorn.run(create_app(), host=host, port=port, log_level="info", proxy_headers=True, log_config=None)
 
 
 @app.command("demo-data")

@@ -10,7 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from gaas import __version__
 from gaas.core.db import session_factory
 from gaas.core.errors import install_problem_handlers, problem_response
+from gaas.core.events import outbox_metrics
 from gaas.core.http import RequestIdMiddleware
+from gaas.core.metrics import Metrics, MetricsMiddleware, metrics_endpoint, register_sampler
 from gaas.core.resilience import RetryTransientMiddleware
 
 OPENAPI_TAGS = [
@@ -43,7 +45,10 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
     )
     app.state.session_factory = factory or session_factory()
     install_problem_handlers(app)
+    app.state.metrics = Metrics(app.state.session_factory)
+    register_sampler(outbox_metrics)
     app.add_middleware(RetryTransientMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so a replayed request keeps its id
 
     from gaas.audit.api import router as audit_router
@@ -53,6 +58,8 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
     from gaas.costs.api import router as costs_router
     from gaas.iam.api import router as iam_router
     from gaas.incidents.api import router as incidents_router
+
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
 
     @app.get("/api/health", tags=["operations"], summary="The process is up")
     def health() -> dict[str, str]:

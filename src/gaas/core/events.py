@@ -85,3 +85,19 @@ def prepare_batch(session: Session, event_type: str, entity_type: str,
         "request_id": request_info(session).request_id,
         "batches": dumps([{"domain": domain, "items": items} for domain, items in by_domain.items()]),
     }
+
+
+def outbox_metrics(session: Session) -> list:
+    """Scrape-time figures: events not yet delivered, per domain, and the age of the oldest."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    depth = GaugeMetricFamily("gaas_outbox_pending_events", "Outbox rows not yet processed.", labels=["domain"])
+    lag = GaugeMetricFamily("gaas_outbox_lag_seconds", "Age of the oldest unprocessed outbox row.")
+    oldest = 0.0
+    for row in session.execute(text(
+            "SELECT coalesce(domain, '') AS domain, count(*) AS n, extract(epoch FROM now() - min(occurred_at)) AS age"
+            " FROM gaas_workflow.outbox_events WHERE processed_at IS NULL GROUP BY 1")):
+        depth.add_metric([row.domain], row.n)
+        oldest = max(oldest, float(row.age or 0))
+    lag.add_metric([], oldest)
+    return [depth, lag]

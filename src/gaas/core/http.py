@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
@@ -49,6 +50,7 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        structlog.contextvars.bind_contextvars(request_id=request_id)  # every log line of this request
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
@@ -63,6 +65,8 @@ class RequestIdMiddleware:
             await send_with_id({"type": "http.response.start", "status": 500, "headers": [
                 (b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]})
             await send_with_id({"type": "http.response.body", "body": body})
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
 
 
 def request_info(request: Request) -> RequestInfo:

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     incident_reopen_days: int = Field(default=7, ge=0)
     # The currency of services' allocated (annual PPT) costs; cost entries carry their own.
     allocation_currency: str = "USD"
+    # Required as a bearer token on /metrics when set (its figures name domains).
+    metrics_token: str | None = None
+    # "json" (one JSON object a line, with the request id) or "console" (for people).
+    log_format: str = "json"
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
