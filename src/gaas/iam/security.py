@@ -19,6 +19,23 @@ BCRYPT_MAX_BYTES = 72
 _DUMMY_HASH: bytes | None = None
 
 
+MIN_PASSWORD_SCORE = 3  # zxcvbn: 3 means at least 10^8 guesses, "safely unguessable" online
+
+
+def check_password_policy(password: str, *, field: str, personal: list[str]) -> None:
+    """Length is checked by the schemas (12 to 72 bytes); here: not a common or breached-list
+    password, not built from the user's own name or e-mail, not guessable (zxcvbn's estimate)."""
+    from zxcvbn import zxcvbn
+
+    inputs = [part for value in personal if value for part in (value, *value.replace("@", " ").split())]
+    verdict = zxcvbn(password[:100], user_inputs=inputs)
+    if verdict["score"] < MIN_PASSWORD_SCORE:
+        feedback = verdict["feedback"]
+        reason = feedback.get("warning") or "is too easy to guess"
+        hint = " ".join(feedback.get("suggestions") or ["Use a longer phrase of unrelated words."])
+        raise ValidationProblem.field(field, f"{reason.rstrip('.')}. {hint}", "weak_password")
+
+
 def hash_password(password: str) -> str:
     raw = password.encode()
     if len(raw) > BCRYPT_MAX_BYTES:

@@ -312,6 +312,7 @@ def create_user(db: Session, actor: Actor, data: UserCreate) -> User:
     values["email"] = values["email"].lower()
     user = User(**values)
     if data.password:
+        security.check_password_policy(data.password, field="password", personal=[data.email, data.name])
         user.password_hash = security.hash_password(data.password)
         user.password_updated_at = datetime.now(UTC)
     stamp_created(user, actor)
@@ -370,6 +371,8 @@ def change_own_password(db: Session, actor: Actor, current_password: str, new_pa
     if row is None or not security.verify_password(current_password, row[0]):
         raise ValidationProblem.field("current_password", "does not match", "wrong_password")
     user = get_user(db, actor, actor.user_id, include_deleted=False)
+    if new_password == current_password:
+        raise ValidationProblem.field("new_password", "must differ from the current password", "unchanged")
     _set_password(db, user, actor, new_password)
     db.flush()
 
@@ -388,6 +391,7 @@ def reset_password(db: Session, actor: Actor, user_id: uuid.UUID, new_password: 
 def _set_password(db: Session, user: User, actor: Actor, password: str) -> None:
     """Set a password and end every login session of the user: whoever knew the old password
     must not stay logged in. (API tokens are separate credentials and stay.)"""
+    security.check_password_policy(password, field="new_password", personal=[user.email, user.name])
     user.password_hash = security.hash_password(password)
     user.password_updated_at = datetime.now(UTC)
     user.updated_by = actor.user_id
