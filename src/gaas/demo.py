@@ -172,7 +172,7 @@ def load_demo(*, seed: int = 2026, scale: int = 1,
     actor = iam.system_actor()
     rng = random.Random(seed + 2)
     counts = {"domains": 0, "users": 0, "services": 0, "stakeholders": 0, "cis": 0, "ci_relationships": 0,
-              "cost_entries": 0}
+              "cost_entries": 0, "incidents": 0, "problems": 0, "changes": 0}
     from gaas.iam.security import hash_password
 
     with unit_of_work(actor) as db:
@@ -222,6 +222,7 @@ def load_demo(*, seed: int = 2026, scale: int = 1,
                 catalog.update_service(db, actor, service_id, ServiceUpdate(status="deprecated",
                                                                             version=current.version), None)
         counts.update(_load_infrastructure(db, actor, portfolio, real_ids, people, rng))
+        counts.update(_load_itsm(db, actor, portfolio, real_ids, people, random.Random(seed + 3)))
         batch = [CostEntryCreate(service_id=real_ids[c.service_id], category=c.category, amount=c.amount,
                                  currency=c.currency, period_start=c.period_start, period_end=c.period_end,
                                  description=c.description) for c in cost_entries(portfolio, seed=seed)]
@@ -296,3 +297,225 @@ def _load_infrastructure(db, actor, portfolio: Portfolio, real_ids: dict, people
                     link(app, vms[a_index % 2], "runs_on")
                     link(app, database, "depends_on")
     return made
+
+
+INCIDENT_TEXTS = [
+    ("application", "Citizens cannot log in to the portal"), ("application", "Form submission times out"),
+    ("database", "Reports run very slowly"), ("database", "Replication lag on the records database"),
+    ("network", "Branch office cannot reach the case system"), ("network", "VPN drops every few minutes"),
+    ("application", "PDF export produces blank pages"), ("infrastructure", "Disk almost full on an app server"),
+    ("application", "Payment confirmation e-mails not sent"), ("infrastructure", "Backup job failed overnight"),
+]
+PROBLEM_TEXTS = ["Portal logins fail under peak load", "Nightly backups overrun their window",
+                 "Intermittent network drops at branch offices"]
+
+
+@dataclass
+class _Desk:
+    """One demo domain's ITSM context while it is loaded."""
+
+    db: object
+    actor: object
+    code: str
+    who: dict[str, uuid.UUID]
+    business: list[uuid.UUID]
+    servers: list
+    apps: list
+    now: object
+    sunday: object
+    rng: random.Random
+    made: dict[str, int]
+
+
+def _load_itsm(db, actor, portfolio: Portfolio, real_ids: dict, people: dict, rng: random.Random) -> dict[str, int]:
+    """Per domain, over the last four months: incidents on the demo services and CIs (most closed,
+    some open, some breached, some about to breach), problems (one a known error), a standard-change
+    template, a weekly maintenance window and a blackout, and changes from closed to draft (one
+    failed and caused an incident, two scheduled on the same server at the same time). Education
+    keeps office hours for its low and medium priorities."""
+    from datetime import UTC, datetime, timedelta
+
+    from gaas.cmdb import service as cmdb
+    from gaas.incidents import policies
+    from gaas.incidents import service as incidents
+    from gaas.incidents.schemas import SlaPolicyCreate
+
+    made = {"incidents": 0, "problems": 0, "changes": 0}
+    now = datetime.now(UTC).replace(microsecond=0)
+    sunday = (now + timedelta(days=(6 - now.weekday()) % 7)).replace(hour=0, minute=0, second=0)
+    for code, _ in portfolio.domains:
+        cis = cmdb.list_cis(db, actor, domain=code, ci_class=None, status=None, environment=None, service_id=None,
+                            q=None, attributes={}, include_deleted=False, sort=None, cursor=None, limit=500)[0]
+        desk = _Desk(db=db, actor=actor, code=code, who=people[code], now=now, sunday=sunday, rng=rng, made=made,
+                     business=[real_ids[s.id] for s in portfolio.services if s.domain == code
+                               and s.type == "business"],
+                     servers=[c for c in cis if c.ci_class == "server"],
+                     apps=[c for c in cis if c.ci_class == "application"])
+        if code == "education":
+            for priority, minutes in (("medium", 16 * 60), ("low", 40 * 60)):
+                policies.create_policy(db, actor, SlaPolicyCreate(
+                    domain=code, name=f"Office hours {priority}", priority=priority, resolution_minutes=minutes,
+                    business_timezone="Europe/Paris", business_start="08:00", business_end="18:00",
+                    pause_on=["awaiting_caller", "awaiting_vendor"]))
+        known = _demo_problems(desk)
+        _demo_incidents(desk, known)
+        _demo_changes(desk)
+    db.flush()
+    made["sla_breaches"] = incidents.mark_sla_breaches(db, batch=100_000)
+    return made
+
+
+def _demo_problems(desk: _Desk):
+    """A known error (with a workaround), a resolved problem and a new one; returns the known error."""
+    from gaas.incidents import problems
+    from gaas.incidents.schemas import ProblemCreate, ProblemUpdate
+
+    db, actor, code = desk.db, desk.actor, desk.code
+    known = problems.create_problem(db, actor, ProblemCreate(
+        domain=code, short_description=PROBLEM_TEXTS[0], priority="high", service_id=desk.business[0],
+        assigned_to=desk.who["service_desk_agent"], root_cause="Session store runs out of connections at peak",
+        workaround="Restart the session store service; logins recover within a minute"))
+    problems.update_problem(db, actor, known.id, ProblemUpdate(status="root_cause_found", version=known.version),
+                            None)
+    solved = problems.create_problem(db, actor, ProblemCreate(
+        domain=code, short_description=PROBLEM_TEXTS[1], priority="medium", service_id=desk.business[-1]))
+    for status, extra in (("investigating", {}), ("root_cause_found", {"root_cause": "Backup window too short"}),
+                          ("fix_in_progress", {}), ("resolved", {"permanent_fix": "Incremental backups"})):
+        problems.update_problem(db, actor, solved.id, ProblemUpdate(status=status, **extra, version=solved.version),
+                                None)
+    problems.create_problem(db, actor, ProblemCreate(domain=code, short_description=PROBLEM_TEXTS[2],
+                                                     priority="low"))
+    desk.made["problems"] += 3
+    return known
+
+
+def _demo_incident(desk: _Desk, opened_at, **fields):
+    from gaas.incidents import service as incidents
+    from gaas.incidents.schemas import IncidentCreate
+
+    desk.made["incidents"] += 1
+    return incidents.create_incident(desk.db, desk.actor, IncidentCreate(domain=desk.code, **fields),
+                                     opened_at=opened_at)
+
+
+def _move_incident(desk: _Desk, incident, at, **changes) -> None:
+    from gaas.incidents import service as incidents
+    from gaas.incidents.schemas import IncidentUpdate
+
+    incidents.update_incident(desk.db, desk.actor, incident.id, IncidentUpdate(**changes, version=incident.version),
+                              None, at=at)
+
+
+def _demo_incidents(desk: _Desk, known) -> None:
+    """Thirty incidents over four months (the older, the likelier closed; the old open ones breach),
+    and two opened most of their target ago (at risk)."""
+    from datetime import timedelta
+
+    levels = ["high", "medium", "low"]
+    rng, now = desk.rng, desk.now
+    for index in range(30):
+        age = timedelta(hours=rng.randrange(10, 24 * 120))
+        category, text = rng.choice(INCIDENT_TEXTS)
+        app = rng.choice(desk.apps) if desk.apps else None
+        incident = _demo_incident(
+            desk, now - age, short_description=text, category=category, impact=rng.choice(levels),
+            urgency=rng.choice(levels), service_id=app.service_id if app else None, ci_id=app.id if app else None,
+            assigned_group=f"{desk.code.title()}-L2", assigned_to=desk.who["service_desk_agent"] if index % 3 else None,
+            problem_id=known.id if index % 10 == 0 else None)
+        if age < timedelta(days=2) or index % 7 == 0:
+            if index % 2:
+                _move_incident(desk, incident, now - age + timedelta(minutes=30), status="in_progress")
+            continue
+        worked = now - age + timedelta(minutes=rng.randrange(10, 120))
+        _move_incident(desk, incident, worked, status="in_progress")
+        resolved = worked + timedelta(hours=rng.randrange(1, 60))
+        _move_incident(desk, incident, resolved, status="resolved", resolution_notes="Restarted and verified")
+        if resolved < now - timedelta(days=3):
+            _move_incident(desk, incident, resolved + timedelta(days=3), status="closed")
+    for target_hours, impact, urgency in ((4, "high", "high"), (8, "high", "medium")):
+        _demo_incident(desk, now - timedelta(hours=target_hours - 1, minutes=rng.randrange(0, 50)),
+                       short_description="Service degraded for many users", impact=impact, urgency=urgency,
+                       service_id=desk.business[0], assigned_to=desk.who["service_desk_agent"])
+
+
+PLANS = {"implementation_plan": "Follow the runbook", "rollback_plan": "Restore the snapshot taken first",
+         "test_plan": "Smoke tests of the portal"}
+APPROVAL_PATH = ["submitted", "under_review", "approved", "scheduled"]
+
+
+def _demo_change(desk: _Desk, text: str, start, hours: int, cis: list, type_: str = "normal", **extra):
+    from datetime import timedelta
+
+    from gaas.changes import service as changes
+    from gaas.changes.schemas import ChangeCreate
+
+    desk.made["changes"] += 1
+    body = {"domain": desk.code, "short_description": text, "type": type_, "affected_cis": [c.id for c in cis],
+            "planned_start": start, "planned_end": start + timedelta(hours=hours),
+            "requested_by": desk.who["service_owner"], "assigned_to": desk.who["change_manager"],
+            **({} if type_ == "standard" else PLANS), **extra}
+    return changes.create_change(desk.db, desk.actor, ChangeCreate(**body), at=min(start - timedelta(days=7), desk.now))
+
+
+def _walk_change(desk: _Desk, change, statuses: list[str], at, **extra) -> None:
+    from gaas.changes import service as changes
+    from gaas.changes.schemas import ChangeUpdate
+
+    for status in statuses:
+        outcome = {"success": True, "implementation_notes": "Completed as planned", **extra} \
+            if status == "implemented" else {}
+        changes.update_change(desk.db, desk.actor, change.id, ChangeUpdate(status=status, **outcome,
+                                                                           version=change.version), None, at=at)
+
+
+def _demo_changes(desk: _Desk) -> None:
+    """A template, a weekly maintenance window (Sunday 00:00-06:00 UTC) and a blackout; three past
+    patch changes, a failed upgrade and the incident it caused, two conflicting changes on one
+    server next week, a standard change, an emergency one and a draft."""
+    from datetime import timedelta
+
+    from gaas.changes import planning
+    from gaas.changes import service as changes
+    from gaas.changes.schemas import TemplateCreate, WindowCreate
+
+    db, actor, code, sunday, now = desk.db, desk.actor, desk.code, desk.sunday, desk.now
+    template = planning.create_template(db, actor, TemplateCreate(
+        domain=code, name="Restart an application pool", short_description="Restart an application pool",
+        implementation_plan="Drain the node, restart the pool, re-enable the node",
+        rollback_plan="Re-enable the node; the pool restarts by itself", test_plan="Health check is green"))
+    planning.create_window(db, actor, WindowCreate(
+        domain=code, name="Sunday maintenance", kind="maintenance", start_at=sunday - timedelta(weeks=20),
+        end_at=sunday - timedelta(weeks=20) + timedelta(hours=6), recurrence="weekly"))
+    planning.create_window(db, actor, WindowCreate(
+        domain=code, name="End-of-quarter freeze", kind="blackout", start_at=sunday + timedelta(days=21),
+        end_at=sunday + timedelta(days=28)))
+    for weeks_ago in (12, 8, 4):
+        start = sunday - timedelta(weeks=weeks_ago) + timedelta(hours=1)
+        past = _demo_change(desk, f"Monthly patching, week -{weeks_ago}", start, 3, desk.servers[:2])
+        _walk_change(desk, past, APPROVAL_PATH, start - timedelta(days=5))
+        _walk_change(desk, past, ["implementing"], past.planned_start)
+        _walk_change(desk, past, ["implemented", "closed"], past.planned_end)
+    start = sunday - timedelta(weeks=2) + timedelta(hours=1)
+    failed = _demo_change(desk, "Upgrade the portal framework", start, 4, desk.apps[:1])
+    _walk_change(desk, failed, APPROVAL_PATH, start - timedelta(days=5))
+    _walk_change(desk, failed, ["implementing"], failed.planned_start)
+    _walk_change(desk, failed, ["implemented"], failed.planned_end, success=False,
+                 implementation_notes="Errors after the upgrade; rolled back")
+    caused = _demo_incident(desk, failed.planned_start + timedelta(hours=1),
+                            short_description="Portal errors after the framework upgrade", impact="high",
+                            urgency="high", ci_id=desk.apps[0].id if desk.apps else None,
+                            assigned_to=desk.who["service_desk_agent"])
+    _move_incident(desk, caused, failed.planned_end, status="in_progress")
+    _move_incident(desk, caused, failed.planned_end + timedelta(hours=1), status="resolved",
+                   resolution_notes="Rolled back by the change")
+    changes.link_caused_incident(db, actor, failed.id, caused.id)
+    for text, path in (("Replace a failed disk", APPROVAL_PATH), ("Firmware update", APPROVAL_PATH[:3])):
+        upcoming = _demo_change(desk, text, sunday + timedelta(weeks=1, hours=1), 2, desk.servers[:1])
+        _walk_change(desk, upcoming, path, now)
+    standard = _demo_change(desk, "Restart the portal's application pool", sunday + timedelta(hours=2), 1,
+                            desk.apps[:1], type_="standard", template_id=template.id)
+    _walk_change(desk, standard, ["scheduled"], now)
+    emergency = _demo_change(desk, "Emergency security patch", now + timedelta(days=1), 2, desk.servers[1:3],
+                             type_="emergency")
+    _walk_change(desk, emergency, ["submitted"], now)
+    _demo_change(desk, "Decommission the old file share", sunday + timedelta(weeks=6, hours=1), 4, desk.servers[-1:])

@@ -197,7 +197,8 @@ def _check_window(start: datetime | None, end: datetime | None) -> None:
 
 # ---- creating -----------------------------------------------------------------------------------
 
-def create_change(db: Session, actor: Actor, data: ChangeCreate) -> Change:
+def create_change(db: Session, actor: Actor, data: ChangeCreate, *, at: datetime | None = None) -> Change:
+    """Request a change (a draft). `at` (not exposed by the API) backdates it, for demo data."""
     require(actor, "change.create", data.domain)
     iam.require_active_domain(db, data.domain)
     values = data.model_dump()
@@ -217,7 +218,8 @@ def create_change(db: Session, actor: Actor, data: ChangeCreate) -> Change:
             values[plan] = getattr(template, plan)
     elif data.template_id is not None:
         raise ValidationProblem.field("template_id", "only standard changes follow a template", "not_standard")
-    change = Change(**{**values, "requested_by": data.requested_by or actor.user_id}, status=S.draft)
+    change = Change(**{**values, "requested_by": data.requested_by or actor.user_id}, status=S.draft,
+                    **({"created_at": at} if at is not None else {}))
     suggested, reasons = analysis.assess_risk(db, actor, change)
     change.suggested_risk, change.risk_reasons = suggested, [r.model_dump(mode="json") for r in reasons]
     change.risk = data.risk or (template.risk if template is not None else suggested)
