@@ -122,6 +122,7 @@ def _sync_reference_data(owner_url: URL) -> None:
     """Default roles and CI classes follow the code; run as the system actor."""
     from gaas.cmdb import service as cmdb
     from gaas.iam import service as iam
+    from gaas.workflow import service as workflow
 
     engine = create_engine(owner_url, poolclass=pool.NullPool)
     try:
@@ -130,6 +131,7 @@ def _sync_reference_data(owner_url: URL) -> None:
         with unit_of_work(iam.system_actor(), sessionmaker(bind=engine, expire_on_commit=False)) as db:
             iam.sync_default_roles(db, iam.system_actor())
             cmdb.sync_default_classes(db, iam.system_actor())
+            workflow.sync_default_definitions(db, iam.system_actor())
     finally:
         engine.dispose()
 

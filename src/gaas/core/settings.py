@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,8 @@ class Settings(BaseSettings):
     page_size_max: int = 500
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    # False behind PgBouncer in transaction mode older than 1.21 (no prepared statement tracking).
+    db_prepared_statements: bool = True
     audit_partitions_ahead: int = 12
     # Impact analysis keeps an in-memory copy of the CMDB graph once it has this many CIs.
     impact_graph_min_cis: int = 100_000
@@ -45,6 +48,29 @@ class Settings(BaseSettings):
     incident_reopen_days: int = Field(default=7, ge=0)
     # The currency of services' allocated (annual PPT) costs; cost entries carry their own.
     allocation_currency: str = "USD"
+
+    # E-mail notifications over SMTP; no host means in-app notifications only.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_tls: Literal["none", "starttls", "ssl"] = "none"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "gaas@localhost"
+    smtp_timeout_seconds: float = Field(default=10, gt=0)
+    email_max_attempts: int = Field(default=8, ge=1)
+    email_retry_base_seconds: float = Field(default=30, ge=0)
+    # Webhooks: per-request timeout, retries with exponential backoff, automatic disabling after
+    # this many failed attempts in a row, and networks never called (cloud metadata by default).
+    webhook_timeout_seconds: float = Field(default=10, gt=0)
+    webhook_max_attempts: int = Field(default=10, ge=1)
+    webhook_retry_base_seconds: float = Field(default=10, ge=0)
+    webhook_retry_max_seconds: float = Field(default=3600, ge=0)
+    webhook_disable_after: int = Field(default=20, ge=1)
+    webhook_blocked_networks: str = "169.254.0.0/16,fe80::/10"
+    # The worker: threads per process, idle poll interval (NOTIFY wakes it sooner), outbox retention.
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
+    worker_poll_seconds: float = Field(default=2, gt=0)
+    outbox_retention_days: int = Field(default=7, ge=1)
     # Required as a bearer token on /metrics when set (its figures name domains).
     metrics_token: str | None = None
     # "json" (one JSON object a line, with the request id) or "console" (for people).

@@ -52,8 +52,10 @@ PERMISSIONS: dict[str, str] = {
     "change.delete": "Delete and restore changes",
     "sla.manage": "Edit SLA policies and the priority matrix",
     # workflow and knowledge
-    "workflow.view": "See workflows",
-    "workflow.manage": "Define workflows",
+    "workflow.view": "See workflows, their instances, approvals and tasks",
+    "workflow.manage": "Define workflows, cancel instances, see e-mail delivery",
+    "workflow.start": "Start workflows by hand",
+    "webhook.manage": "Subscribe webhooks to events and read their delivery log",
     "knowledge.view": "Read knowledge articles",
     "knowledge.write": "Write knowledge articles",
     "knowledge.review": "Review and publish knowledge articles",
@@ -93,6 +95,7 @@ DEFAULT_ROLES: dict[str, tuple[str, list[str]]] = {
         "Reviews, approves and schedules changes",
         sorted(VIEW_PERMISSIONS - {"audit.view", "cost.view"} | {
             "change.create", "change.edit", "change.approve", "change.implement", "incident.create",
+            "workflow.start",
         }),
     ),
     "cmdb_admin": (
