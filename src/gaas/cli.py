@@ -50,6 +50,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     migrate: Annotated[bool, typer.Option(help="Run `db upgrade` first (always on the embedded database).")] = False,
     demo: Annotated[bool, typer.Option(help="Load the demo portfolio first (once; see `gaas demo-data`).")] = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes (behind one listening socket).")] = 1,
 ) -> None:
     """Start the HTTP API and web UI.
 
@@ -92,7 +93,34 @@ def serve(
     from gaas.core.logs import configure_logging
 
     configure_logging(settings.log_format)
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", proxy_headers=True, log_config=None)
+    if workers == 1:
+        uvicorn.run(create_app(), host=host, port=port, log_level="info", proxy_headers=True, log_config=None)
+        return
+    # Worker processes start afresh: hand them the database this process settled on (the
+    # embedded one included, which only this process manages) and a shared metrics directory.
+    os.environ["GAAS_DATABASE_URL"] = settings.owner_url().render_as_string(hide_password=False)
+    os.environ["GAAS_APP_DATABASE_URL"] = settings.app_url().render_as_string(hide_password=False)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_fresh_dir(settings.ensure_data_dir() / "metrics"))
+    uvicorn.run("gaas.cli:worker_app", factory=True, workers=workers, host=host, port=port, log_level="info",
+                proxy_headers=True, log_config=None)
+
+
+def worker_app():
+    """The application in one of `serve --workers N`'s processes, logging like the parent."""
+    from gaas.core.app import create_app
+    from gaas.core.logs import configure_logging
+    from gaas.core.settings import get_settings
+
+    configure_logging(get_settings().log_format)
+    return create_app()
+
+
+def _fresh_dir(path: Path) -> Path:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 @app.command("demo-data")
@@ -302,6 +330,45 @@ def sla_check(
         if marked < batch:
             break
     console.print(f"{total} incident(s) newly marked as breached.")
+
+
+@app.command("worker")
+def worker_command(
+    concurrency: Annotated[int | None, typer.Option(min=1, max=64, help="Worker threads (GAAS_WORKER_CONCURRENCY).")]
+    = None,
+    once: Annotated[bool, typer.Option(help="Do everything due now, then exit.")] = False,
+) -> None:
+    """Deliver events (webhooks, event-triggered workflows), advance workflows, send e-mail, escalate
+    overdue steps, fire schedules and keep partitions ahead. Run as many as you like, on as many hosts
+    as you like: they share the work through PostgreSQL. Stops cleanly on SIGTERM."""
+    import logging
+
+    from sqlalchemy.orm import sessionmaker
+
+    from gaas.core import bootstrap
+    from gaas.core.db import make_engine
+    from gaas.core.settings import get_settings
+    from gaas.workflow.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    try:
+        if settings.uses_embedded_database:
+            bootstrap.upgrade_database()
+        threads = concurrency or settings.worker_concurrency
+        # application_name shows each worker in pg_stat_activity.
+        engine = make_engine(settings.app_url(), pool_size=threads + 1, max_overflow=2,
+                             connect_args={"application_name": f"gaas-worker:{os.getpid()}"})
+        bootstrap.check_app_role(engine)
+    except bootstrap.SetupError as exc:
+        raise _fail(str(exc)) from exc
+    listen_url = settings.app_url().set(drivername="postgresql").render_as_string(hide_password=False)
+    worker = Worker(sessionmaker(bind=engine, expire_on_commit=False), settings, concurrency=threads,
+                    listen_url=listen_url)
+    if once:
+        console.print(f"{worker.run_until_idle()} item(s) of work done.")
+        return
+    worker.serve()
 
 
 def _find_user(db, actor, login: str):

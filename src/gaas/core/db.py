@@ -21,11 +21,17 @@ from gaas.core.settings import Settings, get_settings
 
 def make_engine(url, settings: Settings | None = None, **kwargs) -> Engine:
     settings = settings or get_settings()
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    if not settings.db_prepared_statements:
+        # Behind PgBouncer in transaction mode (before 1.21) a server-side prepared statement may
+        # be looked for on another server connection: let psycopg send every query in full.
+        connect_args["prepare_threshold"] = None
     return create_engine(
         url,
         pool_size=kwargs.pop("pool_size", settings.db_pool_size),
         max_overflow=kwargs.pop("max_overflow", settings.db_max_overflow),
         pool_pre_ping=True,
+        connect_args=connect_args,
         **kwargs,
     )
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,10 +38,18 @@ class Metrics:
         self.request_seconds = Histogram(
             "gaas_http_request_duration_seconds", "HTTP request latency by route template and status.",
             ["method", "route", "status"], buckets=BUCKETS, registry=self.registry)
-        self.registry.register(_DatabaseCollector(factory))
+        self.database = _DatabaseCollector(factory)
+        self.registry.register(self.database)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        # Several API processes (`gaas serve --workers N`): their request figures are summed from
+        # the shared directory; pool and database figures are this process's and the database's.
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined)
+        combined.register(self.database)
+        return generate_latest(combined)
 
 
 class _DatabaseCollector(Collector):
