@@ -1,17 +1,17 @@
-"""Benchmarks: `python -m bench [api|portfolio|all] [--scale N]` prints figures against
+"""Benchmarks: `python -m bench [api|portfolio|cmdb|itsm|all] [--scale N]` prints figures against
 same-run baselines (see bench/README.md)."""
 
 from __future__ import annotations
 
 import argparse
 
-from bench import api, cmdb, portfolio
+from bench import api, cmdb, itsm, portfolio
 from bench.common import BenchDatabase
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("suite", nargs="?", choices=["api", "portfolio", "cmdb", "all"], default="all")
+    parser.add_argument("suite", nargs="?", choices=["api", "portfolio", "cmdb", "itsm", "all"], default="all")
     parser.add_argument("--scale", type=int, default=300, help="operations per API measurement")
     parser.add_argument("--services", type=int, default=100_000, help="portfolio: services in all")
     parser.add_argument("--domains", type=int, default=10, help="portfolio: domains")
@@ -19,6 +19,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30, help="portfolio, cmdb: runs of each measured request")
     parser.add_argument("--cis", type=int, default=1_000_000, help="cmdb: CIs in the layered graph")
     parser.add_argument("--import-rows", type=int, default=100_000, help="cmdb: CIs in the import measurement")
+    parser.add_argument("--incidents", type=int, default=1_000_000, help="itsm: incidents in all")
+    parser.add_argument("--changes", type=int, default=100_000, help="itsm: changes in all")
+    parser.add_argument("--itsm-cis", type=int, default=100_000, help="itsm: CIs in all")
+    parser.add_argument("--itsm-domains", type=int, default=10, help="itsm: domains")
     parser.add_argument("--seed", type=int, default=20261126)
     parser.add_argument("--keep", action="store_true", help="keep the portfolio database (to explain queries)")
     args = parser.parse_args()
@@ -42,6 +46,17 @@ def main() -> None:
         db = BenchDatabase()
         try:
             cmdb.run(db, cis=args.cis, repeat=args.repeat, seed=args.seed, import_rows=args.import_rows)
+        finally:
+            if args.keep:
+                print(f"kept database {db.name} on {db.server_url}")
+            else:
+                db.drop()
+
+    if args.suite in ("itsm", "all"):
+        db = BenchDatabase()
+        try:
+            itsm.run(db, incidents=args.incidents, changes=args.changes, cis=args.itsm_cis,
+                     domains=args.itsm_domains, repeat=args.repeat, scale=args.scale, seed=args.seed)
         finally:
             if args.keep:
                 print(f"kept database {db.name} on {db.server_url}")

@@ -385,3 +385,36 @@ def test_timestamps_are_utc_and_sla_due_is_set(client, desk):
     assert created.utcoffset() == timedelta(0) and due - created == timedelta(hours=4)
     assert incident["sla_breached"] is False and incident["sla_policy_id"] is not None
     assert datetime.now(UTC) - created < timedelta(minutes=5)
+
+
+def test_bulk_creation_is_all_or_nothing_and_audited_per_incident(client, database, world, desk):
+    domain, agent = desk["domain"], desk["agent"]
+    service = api_service(client, desk["admin"], domain)
+    items = [{"domain": domain, "short_description": f"Monitoring alert {i}", "impact": "high",
+              "urgency": LEVELS[i % 3], "service_id": service["id"], "assigned_group": "NOC"} for i in range(5)]
+    bad = [*items[:2], {**items[2], "assigned_to": str(world.user(world.domain()).id)}, {**items[3], "impact": "x"}]
+    request_id = rid()
+    refused = client.post("/api/v1/incidents/bulk", json={"items": bad},
+                          headers={**agent.headers, "X-Request-ID": request_id})
+    assert_problem(refused, 422, "items.3.impact")
+    request_id = rid()
+    refused = client.post("/api/v1/incidents/bulk", json={"items": bad[:3]},
+                          headers={**agent.headers, "X-Request-ID": request_id})
+    assert_problem(refused, 422, "items.2.assigned_to")
+    assert audit_rows(database, request_id) == []
+    request_id = rid()
+    created = client.post("/api/v1/incidents/bulk", json={"items": items},
+                          headers={**agent.headers, "X-Request-ID": request_id})
+    assert created.status_code == 201, created.text
+    made = created.json()
+    assert [m["priority"] for m in made] == [DEFAULT_MATRIX["high"][LEVELS[i % 3]] for i in range(5)]
+    assert len({m["number"] for m in made}) == 5 and all(m["sla_due"] for m in made)
+    rows = audit_rows(database, request_id)
+    assert sorted(str(r["entity_id"]) for r in rows) == sorted(m["id"] for m in made)
+    assert {r["action"] for r in rows} == {"create"}
+    events = database.owner_rows("SELECT event_type, count(*) AS n FROM gaas_workflow.outbox_events "
+                                 "WHERE request_id = :r GROUP BY 1", r=request_id)
+    assert {e["event_type"]: e["n"] for e in events} == {"incident.created": 5, "incident.assigned": 5}
+    assert_problem(client.post("/api/v1/incidents/bulk", json={"items": items[:1]}, headers=desk["auditor"].headers),
+                   403)
+    assert_problem(client.post("/api/v1/incidents/bulk", json={"items": []}, headers=agent.headers), 422, "items")

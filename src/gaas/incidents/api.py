@@ -17,6 +17,7 @@ from gaas.incidents import policies, problems, service
 from gaas.incidents.models import IncidentStatus, Priority, ProblemStatus
 from gaas.incidents.schemas import (
     AtRiskIncident,
+    IncidentBulk,
     IncidentCreate,
     IncidentLink,
     IncidentOut,
@@ -104,6 +105,13 @@ def list_incidents(
              summary="Report an incident; its priority comes from the domain's matrix and its SLA from the policy")
 def create_incident(body: IncidentCreate, db: DbSession, actor: CurrentActor, response: Response) -> IncidentOut:
     return _incident(db, response, service.create_incident(db, actor, body))
+
+
+@router.post("/incidents/bulk", response_model=list[IncidentOut], status_code=status.HTTP_201_CREATED,
+             tags=["incidents"], summary="Report many incidents in one transaction (monitoring, imports): all or "
+             "nothing, every bad item reported")
+def create_incidents(body: IncidentBulk, db: DbSession, actor: CurrentActor) -> list[IncidentOut]:
+    return service.incidents_out(db, service.create_incidents(db, actor, body.items))
 
 
 @router.get("/incidents/sla-at-risk", response_model=Page[AtRiskIncident], tags=["incidents"],

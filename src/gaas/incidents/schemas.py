@@ -35,6 +35,10 @@ class IncidentCreate(Strict):
     problem_id: uuid.UUID | None = None
 
 
+class IncidentBulk(Strict):
+    items: list[IncidentCreate] = Field(min_length=1, max_length=1000)
+
+
 class IncidentUpdate(Strict):
     short_description: ShortDescription = None  # may be omitted, never null
     description: LongText | None = None

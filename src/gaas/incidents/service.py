@@ -33,7 +33,7 @@ from gaas.incidents.models import (
     Problem,
     ProblemStatus,
 )
-from gaas.incidents.policies import calendar, computed_priority, policy_for
+from gaas.incidents.policies import calendar, computed_priority, effective_matrix, policy_for
 from gaas.incidents.schemas import AtRiskIncident, IncidentCreate, IncidentOut, IncidentUpdate, KnownError
 from gaas.incidents.sla import add_working_time, working_seconds_between
 
@@ -174,20 +174,55 @@ def at_risk(db: Session, actor: Actor, within: timedelta, *, domain: str | None 
 
 # ---- references ---------------------------------------------------------------------------------
 
-def _check_references(db: Session, actor: Actor, domain: str, values: dict[str, Any]) -> None:
+class Lookups:
+    """What validating incidents looks up, asked once per request however many incidents name it
+    (bulk creation); every answer still comes from the module that owns the record."""
+
+    def __init__(self, db: Session, actor: Actor) -> None:
+        self.db, self.actor = db, actor
+        self._answers: dict[tuple, Any] = {}
+
+    def _once(self, key: tuple, ask) -> Any:
+        if key not in self._answers:
+            self._answers[key] = ask()
+        return self._answers[key]
+
+    def active_domain(self, domain: str) -> None:
+        self._once(("domain", domain), lambda: iam.require_active_domain(self.db, domain))
+
+    def assignable(self, user_id: uuid.UUID, domain: str) -> bool:
+        return self._once(("user", user_id, domain), lambda: iam.user_allowed_in_domain(self.db, user_id, domain))
+
+    def service(self, service_id: uuid.UUID, domain: str) -> bool:
+        return self._once(("service", service_id, domain),
+                          lambda: catalog.service_exists(self.db, self.actor, service_id, domain=domain) is not None)
+
+    def ci(self, ci_id: uuid.UUID, domain: str) -> bool:
+        def ask() -> bool:
+            ci = cmdb.ci_exists(self.db, self.actor, ci_id)
+            return ci is not None and ci.domain in (None, domain)
+        return self._once(("ci", ci_id, domain), ask)
+
+    def priority(self, domain: str, impact, urgency) -> Priority:
+        return self._once(("matrix", domain), lambda: effective_matrix(self.db, domain)[0]).lookup(impact, urgency)
+
+    def policy(self, domain: str, priority: Priority):
+        return self._once(("policy", domain, priority), lambda: policy_for(self.db, domain, priority))
+
+
+def _check_references(db: Session, actor: Actor, domain: str, values: dict[str, Any],
+                      lookups: Lookups | None = None) -> None:
     """Every reference the incident makes, checked through the module that owns it."""
+    lookups = lookups or Lookups(db, actor)
     user_id = values.get("assigned_to")
-    if user_id is not None and not iam.user_allowed_in_domain(db, user_id, domain):
+    if user_id is not None and not lookups.assignable(user_id, domain):
         raise ValidationProblem.field("assigned_to", f"no active user allowed in domain '{domain}' has this id",
                                       "unknown_user")
-    if values.get("service_id") is not None and catalog.service_exists(db, actor, values["service_id"],
-                                                                      domain=domain) is None:
+    if values.get("service_id") is not None and not lookups.service(values["service_id"], domain):
         raise ValidationProblem.field("service_id", f"no such service in domain '{domain}'", "unknown_service")
-    if values.get("ci_id") is not None:
-        ci = cmdb.ci_exists(db, actor, values["ci_id"])
-        if ci is None or ci.domain not in (None, domain):
-            raise ValidationProblem.field("ci_id", f"no such configuration item in domain '{domain}' or shared",
-                                          "unknown_ci")
+    if values.get("ci_id") is not None and not lookups.ci(values["ci_id"], domain):
+        raise ValidationProblem.field("ci_id", f"no such configuration item in domain '{domain}' or shared",
+                                      "unknown_ci")
     if values.get("problem_id") is not None:
         linkable_problem(db, actor, values["problem_id"], domain, "problem_id")
 
@@ -205,14 +240,19 @@ def linkable_problem(db: Session, actor: Actor, problem_id: uuid.UUID, domain: s
 
 # ---- the SLA clock ------------------------------------------------------------------------------
 
-def _run_clock(db: Session, incident: Incident, now: datetime, *, resolved_since: datetime | None = None) -> None:
+_LOOK_UP = object()
+
+
+def _run_clock(db: Session, incident: Incident, now: datetime, *, resolved_since: datetime | None = None,
+               policy: Any = _LOOK_UP) -> None:
     """Bring the SLA fields in step with the incident's priority, status and hold reason.
 
     The clock runs from created_at for the policy's resolution target, in the policy's working
     time, plus the working time it spent stopped: on hold for a reason the policy pauses on
     (sla_due is NULL meanwhile, so a paused incident is neither at risk nor breached), or resolved
     before a reopen (`resolved_since`)."""
-    policy = policy_for(db, incident.domain, incident.priority)
+    if policy is _LOOK_UP:
+        policy = policy_for(db, incident.domain, incident.priority)
     clock = calendar(policy)
     if incident.sla_paused_at is not None:
         incident.sla_paused_seconds += working_seconds_between(clock, incident.sla_paused_at, now)
@@ -265,9 +305,9 @@ def mark_sla_breaches(db: Session, *, batch: int = 1000) -> int:
 # ---- writing --------------------------------------------------------------------------------------
 
 def _priority(db: Session, actor: Actor, domain: str, impact, urgency, chosen: Priority | None,
-              ) -> tuple[Priority, bool, Priority]:
+              lookups: Lookups | None = None) -> tuple[Priority, bool, Priority]:
     """(priority, overridden, computed): a chosen priority other than the matrix's is an override."""
-    computed = computed_priority(db, domain, impact, urgency)
+    computed = (lookups or Lookups(db, actor)).priority(domain, impact, urgency)
     if chosen is None or chosen == computed:
         return computed, False, computed
     require(actor, "incident.override_priority", domain)
@@ -280,34 +320,64 @@ def _audit_override(db: Session, incident: Incident, before: Priority | None, co
                                                   "after": {"priority": incident.priority, "computed": computed}})
 
 
-def create_incident(db: Session, actor: Actor, data: IncidentCreate, *, opened_at: datetime | None = None) -> Incident:
-    """Report an incident. `opened_at` (not exposed by the API) backdates it, for imports and demo data."""
+def _new_incident(db: Session, actor: Actor, data: IncidentCreate, lookups: Lookups,
+                  now: datetime) -> tuple[Incident, Priority | None]:
+    """A validated, not yet written incident, and the matrix's priority when it is overridden."""
     require(actor, "incident.create", data.domain)
-    iam.require_active_domain(db, data.domain)
+    lookups.active_domain(data.domain)
     values = data.model_dump(exclude={"priority"})
     if values["assigned_to"] is not None or values["assigned_group"] is not None:
         require(actor, "incident.assign", data.domain)
-    _check_references(db, actor, data.domain, values)
-    priority, overridden, computed = _priority(db, actor, data.domain, data.impact, data.urgency, data.priority)
-    now = opened_at or datetime.now(UTC)
+    _check_references(db, actor, data.domain, values, lookups)
+    priority, overridden, computed = _priority(db, actor, data.domain, data.impact, data.urgency, data.priority,
+                                               lookups)
     incident = Incident(**values, priority=priority, priority_overridden=overridden, status=IncidentStatus.new,
                         sla_breached=False, sla_paused_seconds=0, created_at=now)
-    _run_clock(db, incident, now)
+    _run_clock(db, incident, now, policy=lookups.policy(data.domain, priority))
     stamp_created(incident, actor)
-    db.add(incident)
+    return incident, computed if overridden else None
+
+
+def _announce_created(db: Session, created: list[tuple[Incident, Priority | None]]) -> None:
+    """After the insert: override audit rows, and incident.created / incident.assigned events."""
+    for incident, computed in created:
+        if computed is not None:
+            _audit_override(db, incident, None, computed)
+    emit_many(db, events.INCIDENT_CREATED, "incident", [
+        (i.domain, i.id, {"number": i.number, "short_description": i.short_description, "priority": i.priority,
+                          "service_id": i.service_id, "ci_id": i.ci_id, "sla_due": i.sla_due}) for i, _ in created])
+    emit_many(db, events.INCIDENT_ASSIGNED, "incident", [
+        (i.domain, i.id, {"number": i.number, "assigned_to": i.assigned_to, "assigned_group": i.assigned_group,
+                          "previous_assigned_to": None, "previous_assigned_group": None})
+        for i, _ in created if i.assigned_to is not None or i.assigned_group is not None])
+
+
+def create_incident(db: Session, actor: Actor, data: IncidentCreate, *, opened_at: datetime | None = None) -> Incident:
+    """Report an incident. `opened_at` (not exposed by the API) backdates it, for imports and demo data."""
+    created = _new_incident(db, actor, data, Lookups(db, actor), opened_at or datetime.now(UTC))
+    db.add(created[0])
     db.flush()
-    if overridden:
-        _audit_override(db, incident, None, computed)
-    emit(db, events.INCIDENT_CREATED, domain=incident.domain, entity_type="incident", entity_id=incident.id,
-         payload={"number": incident.number, "short_description": incident.short_description,
-                  "priority": incident.priority, "service_id": incident.service_id, "ci_id": incident.ci_id,
-                  "sla_due": incident.sla_due})
-    if incident.assigned_to is not None or incident.assigned_group is not None:
-        emit(db, events.INCIDENT_ASSIGNED, domain=incident.domain, entity_type="incident", entity_id=incident.id,
-             payload={"number": incident.number, "assigned_to": incident.assigned_to,
-                      "assigned_group": incident.assigned_group, "previous_assigned_to": None,
-                      "previous_assigned_group": None})
-    return incident
+    _announce_created(db, [created])
+    return created[0]
+
+
+def create_incidents(db: Session, actor: Actor, items: list[IncidentCreate]) -> list[Incident]:
+    """Bulk creation in one transaction (monitoring tools, imports): every bad item is reported
+    (items.N.field) and none is written; references are looked up once per request."""
+    lookups, now = Lookups(db, actor), datetime.now(UTC)
+    created: list[tuple[Incident, Priority | None]] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            created.append(_new_incident(db, actor, item, lookups, now))
+        except ValidationProblem as problem:
+            errors += [{**e, "field": f"items.{index}.{e['field']}"} for e in problem.errors]
+    if errors:
+        raise ValidationProblem(f"{len(errors)} item(s) are not valid; nothing was written.", errors=errors)
+    db.add_all([incident for incident, _ in created])
+    db.flush()
+    _announce_created(db, created)
+    return [incident for incident, _ in created]
 
 
 @dataclass(frozen=True)
