@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from decimal import Decimal
 from typing import Any, ClassVar
 
 import pytest
+from psycopg import sql
+from starlette.testclient import TestClient
 
+from gaas.core import db
+from gaas.core.app import create_app
+from gaas.core.settings import get_settings
 from tests.battery import ResourceBattery
+from tests.conftest import APP_PASSWORD, APP_ROLE, _admin_conn
 from tests.support import Person, World, assert_problem, audit_rows, rid
 
 
@@ -219,3 +226,35 @@ def test_ppt_balance_reports_active_services_per_domain(client, world):
                      "total_technology_cost": "700.00", "total_cost": "2000.00", "people_pct": "50.0",
                      "process_pct": "15.0", "technology_pct": "35.0"}]
     assert Decimal(rows[0]["people_pct"]) + Decimal(rows[0]["process_pct"]) + Decimal(rows[0]["technology_pct"]) == 100
+
+
+def test_reports_read_from_the_replica_when_one_is_configured(world, database, pg_server, template_db, monkeypatch):
+    domain = world.domain()
+    officer = world.user(domain, "finance_officer")
+    _service(world, domain, cost_people="500.00", cost_process="0", cost_technology="0")
+    primary = world.client.get("/api/v1/reports/ppt-balance", params={"domain": domain}, headers=officer.headers)
+    assert [r["total_cost"] for r in primary.json()] == ["500.00"]
+    # The "replica": a database with the same schema that has not (yet) received this domain's data.
+    name = f"gaas_replica_{secrets.token_hex(3)}"
+    with _admin_conn(pg_server) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                      sql.Identifier(template_db)))
+    replica = pg_server.set(database=name, username=APP_ROLE, password=APP_PASSWORD)
+    monkeypatch.setenv("GAAS_DATABASE_REPLICA_URL", replica.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    db.replica_session_factory.cache_clear()
+    try:
+        with TestClient(create_app(database.factory)) as client:
+            report = client.get("/api/v1/reports/ppt-balance", params={"domain": domain}, headers=officer.headers)
+            assert report.status_code == 200 and report.json() == []  # read where the replica is
+            me = client.get("/api/v1/me", headers=officer.headers)  # everything else: the primary
+            assert me.status_code == 200 and me.json()["email"] == officer.email
+    finally:
+        factory = db.replica_session_factory()
+        if factory is not None:
+            factory.kw["bind"].dispose()
+        monkeypatch.delenv("GAAS_DATABASE_REPLICA_URL")
+        get_settings.cache_clear()
+        db.replica_session_factory.cache_clear()
+        with _admin_conn(pg_server) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

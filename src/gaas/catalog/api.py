@@ -21,7 +21,7 @@ from gaas.catalog.schemas import (
     TreeNode,
 )
 from gaas.core.history import register_history
-from gaas.core.http import CurrentActor, DbSession, IfMatch, PageLimit, set_etag
+from gaas.core.http import CurrentActor, DbSession, IfMatch, PageLimit, ReadDbSession, set_etag
 from gaas.core.pagination import Page
 
 router = APIRouter(prefix="/api/v1", tags=["services"])
@@ -144,6 +144,6 @@ def remove_stakeholder(service_id: uuid.UUID, stakeholder_id: uuid.UUID, db: DbS
 
 @router.get("/reports/ppt-balance", response_model=list[PptBalance], tags=["reports"],
             summary="People/Process/Technology split of active services, per domain")
-def ppt_balance(db: DbSession, actor: CurrentActor,
+def ppt_balance(db: ReadDbSession, actor: CurrentActor,
                 domain: Annotated[str | None, Query(max_length=100)] = None) -> list[PptBalance]:
     return service.ppt_balance(db, actor, domain)

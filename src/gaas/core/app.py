@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gaas import __version__
-from gaas.core.db import session_factory
+from gaas.core.db import replica_session_factory, session_factory
 from gaas.core.errors import install_problem_handlers, problem_response
 from gaas.core.events import outbox_metrics
 from gaas.core.http import RequestIdMiddleware
@@ -44,6 +44,7 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
         openapi_tags=OPENAPI_TAGS,
     )
     app.state.session_factory = factory or session_factory()
+    app.state.replica_factory = replica_session_factory()
     install_problem_handlers(app)
     app.state.metrics = Metrics(app.state.session_factory)
     register_sampler(outbox_metrics)

@@ -47,6 +47,13 @@ def session_factory() -> sessionmaker[Session]:
     return sessionmaker(bind=app_engine(), expire_on_commit=False, autoflush=True)
 
 
+@lru_cache
+def replica_session_factory() -> sessionmaker[Session] | None:
+    """Sessions on the read replica (GAAS_DATABASE_REPLICA_URL), or None when there is none."""
+    url = get_settings().replica_url()
+    return sessionmaker(bind=make_engine(url), expire_on_commit=False) if url is not None else None
+
+
 def set_context(session: Session, actor: Actor | None) -> None:
     """Tell PostgreSQL who acts in this transaction. Always sets every key, so nothing leaks
     from an earlier transaction on a pooled connection."""

@@ -118,6 +118,27 @@ def current_actor(
 CurrentActor = Annotated[Actor, Depends(current_actor)]
 
 
+def get_read_db(request: Request, actor: CurrentActor) -> Iterator[Session]:
+    """For reports and search: a read-only transaction on the replica when one is configured
+    (it may lag the primary by a moment), else on the primary. The caller is authenticated on
+    the primary first; the same row-level security context is set on the replica."""
+    factory = request.app.state.replica_factory
+    if factory is None:
+        factory = request.app.state.session_factory
+    session: Session = factory()
+    try:
+        session.connection(execution_options={"postgresql_readonly": True})
+        session.info["request"] = request_info(request)
+        set_context(session, actor)
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+ReadDbSession = Annotated[Session, Depends(get_read_db, scope="function")]
+
+
 def limit_param(
     limit: Annotated[int | None, Query(ge=1, description="Page size (bounded by the server)")] = None,
 ) -> int:

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     db_max_overflow: int = 10
     # False behind PgBouncer in transaction mode older than 1.21 (no prepared statement tracking).
     db_prepared_statements: bool = True
+    # A streaming replica that reports and search read from (the application role's credentials).
+    database_replica_url: str | None = None
     audit_partitions_ahead: int = 12
     # Impact analysis keeps an in-memory copy of the CMDB graph once it has this many CIs.
     impact_graph_min_cis: int = 100_000
@@ -113,6 +115,9 @@ class Settings(BaseSettings):
 
             return embedded_owner_url(self)
         return as_psycopg_url(self.database_url)
+
+    def replica_url(self) -> URL | None:
+        return as_psycopg_url(self.database_replica_url) if self.database_replica_url else None
 
     def app_url(self) -> URL:
         if self.app_database_url:

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from gaas.core.history import register_history
-from gaas.core.http import CurrentActor, DbSession, IfMatch, PageLimit, set_etag
+from gaas.core.http import CurrentActor, DbSession, IfMatch, PageLimit, ReadDbSession, set_etag
 from gaas.core.pagination import Page
 from gaas.costs import service
 from gaas.costs.models import CostCategory
@@ -86,7 +86,7 @@ class ReportPage(CostReport):
 @router.get("/reports/costs", response_model=ReportPage, tags=["reports"],
             summary="Allocated PPT costs against actual cost entries, per period and currency")
 def cost_report(
-    db: DbSession, actor: CurrentActor,
+    db: ReadDbSession, actor: CurrentActor,
     domain: Annotated[str | None, Query(max_length=100)] = None,
     service_id: uuid.UUID | None = None,
     date_from: Annotated[date | None, Query(description="Default: 1 January of this year")] = None,
