@@ -37,16 +37,16 @@ def notify_users(db: Session, user_ids: list[uuid.UUID], subject: str, body: str
     users = db.execute(select(User.id, User.email).where(User.id.in_(ids), User.status == "active",
                                                          User.deleted_at.is_(None))).all()
     subject = " ".join(subject.split())[:300] or "(no subject)"
-    made: list[Notification] = []
-    for user_id, address in users:
-        note = Notification(id=new_id(), user_id=user_id, domain=domain, subject=subject, body=body,
-                            context_type=context_type, context_id=context_id, instance_id=instance_id)
-        db.add(note)
-        made.append(note)
-        if email and settings.smtp_host and address:
-            db.add(EmailMessage(domain=domain, notification_id=note.id, to_address=address, subject=subject,
-                                body=body, message_id=make_msgid(domain="gaas")))
-    db.flush()
+    made = [Notification(id=new_id(), user_id=user_id, domain=domain, subject=subject, body=body,
+                         context_type=context_type, context_id=context_id, instance_id=instance_id)
+            for user_id, _ in users]
+    db.add_all(made)
+    db.flush()  # the e-mails refer to them
+    if email and settings.smtp_host:
+        db.add_all([EmailMessage(domain=domain, notification_id=note.id, to_address=address, subject=subject,
+                                 body=body, message_id=make_msgid(domain="gaas"))
+                    for note, (_, address) in zip(made, users, strict=True) if address])
+        db.flush()
     return made
 
 

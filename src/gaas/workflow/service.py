@@ -867,13 +867,15 @@ def start_for_event(db: Session, definitions: list[WorkflowDefinition], event: d
             continue
         if definition.domain is not None and definition.domain != event["domain"]:
             continue
+        if event["at"] < definition.updated_at:
+            continue  # a rule applies to what happens after it was written, not before
         if not evaluate(config.get("condition"), namespace):
             continue
         context_type = event["entity_type"] if contexts.context_type(event["entity_type"]) else None
         try:
             with db.begin_nested():
                 start(db, iam.system_actor(), definition, context_type, event["entity_id"] if context_type else None,
-                      {"event": {k: jsonable(v) for k, v in event.items()}}, domain=event["domain"],
+                      {"event": {k: jsonable(v) for k, v in event.items() if k != "at"}}, domain=event["domain"],
                       trigger_key=f"event:{event['key']}", now=now)
             started += 1
         except Problem:

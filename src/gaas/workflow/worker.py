@@ -65,7 +65,7 @@ def expand(row: Any) -> list[dict[str, Any]]:
     is one event per item, keyed `<row id>:<index>`; any other row is one event keyed by its id."""
     base = {"event_id": str(row.id), "event_type": row.event_type, "domain": row.domain,
             "entity_type": row.entity_type, "actor_id": jsonable(row.actor_id),
-            "occurred_at": jsonable(row.occurred_at)}
+            "occurred_at": jsonable(row.occurred_at), "at": row.occurred_at}
     payload = row.payload or {}
     if row.entity_id is None and isinstance(payload.get("batch"), list):
         events = []
