@@ -49,7 +49,7 @@ class Receiver:
     idempotency key once: what a receiver that checks the key would act on."""
 
     requests: list[Received] = field(default_factory=list)
-    accepted: dict[str, Received] = field(default_factory=dict)
+    accepted: dict[tuple[str, str], Received] = field(default_factory=dict)  # (path, key)
     duplicates: list[str] = field(default_factory=list)
     fail: dict[str, int] = field(default_factory=dict)
     hold: dict[str, threading.Event] = field(default_factory=dict)
@@ -77,10 +77,10 @@ class Receiver:
                     self.wfile.write(b"try again")
                     return
                 with receiver.lock:
-                    if got.key in receiver.accepted:
+                    if (got.path, got.key) in receiver.accepted:
                         receiver.duplicates.append(got.key)
                     else:
-                        receiver.accepted[got.key] = got
+                        receiver.accepted[got.path, got.key] = got
                 self.send_response(200)
                 self.end_headers()
 
