@@ -184,3 +184,24 @@ def api_patch(client: TestClient, who: Person, url: str, **changes: Any) -> http
     current = client.get(url, headers=who.headers)
     assert current.status_code == 200, current.text
     return client.patch(url, json={**changes, "version": current.json()["version"]}, headers=who.headers)
+
+
+# ---- knowledge factories (articles) through the API --------------------------------------------
+
+def api_article(client: TestClient, who: Person, domain: str | None, **extra: Any) -> dict[str, Any]:
+    body = {"domain": domain, "title": extra.pop("title", unique("How to fix ")),
+            "body": extra.pop("body", "Restart the service.\n\nThen check the logs."), **extra}
+    response = client.post("/api/v1/articles", json=body, headers=who.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def api_publish(client: TestClient, author: Person, reviewer: Person, article: dict[str, Any]) -> dict[str, Any]:
+    """Submit the article's open draft (as `author`) and approve it (as `reviewer`)."""
+    url = f"/api/v1/articles/{article['id']}"
+    version = client.get(url, params={"count_view": "false"}, headers=author.headers).json()["version"]
+    submitted = client.post(f"{url}/submit", json={"version": version}, headers=author.headers)
+    assert submitted.status_code == 200, submitted.text
+    approved = client.post(f"{url}/approve", json={"version": submitted.json()["version"]}, headers=reviewer.headers)
+    assert approved.status_code == 200, approved.text
+    return approved.json()
