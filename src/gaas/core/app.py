@@ -29,6 +29,10 @@ OPENAPI_TAGS = [
     {"name": "sla", "description": "SLA policies and the priority matrix"},
     {"name": "changes", "description": "Changes: lifecycle, approval, conflicts, risk, calendar"},
     {"name": "reports", "description": "PPT balance and cost reports"},
+    {"name": "workflow", "description": "Workflow definitions and instances (with their timeline)"},
+    {"name": "approvals", "description": "Approvals and workflow tasks"},
+    {"name": "notifications", "description": "In-app notifications and e-mail delivery"},
+    {"name": "webhooks", "description": "Event subscriptions, signed deliveries and their log"},
     {"name": "knowledge", "description": "Knowledge articles: review, versions, known errors, feedback, suggestions"},
     {"name": "search", "description": "One ranked search across articles, incidents, problems, changes, services, CIs"},
     {"name": "audit", "description": "Audit log and record history"},
@@ -63,6 +67,7 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
     from gaas.incidents.api import router as incidents_router
     from gaas.knowledge.api import router as knowledge_router
     from gaas.search.api import router as search_router
+    from gaas.workflow.api import router as workflow_router
 
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
 
@@ -95,6 +100,7 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
     app.include_router(cmdb_router)
     app.include_router(incidents_router)
     app.include_router(changes_router)
+    app.include_router(workflow_router)
     app.include_router(knowledge_router)
     app.include_router(search_router)
     app.include_router(audit_router)  # last: its /{resource}/{id}/history route is generic
