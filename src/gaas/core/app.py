@@ -104,4 +104,7 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
     app.include_router(knowledge_router)
     app.include_router(search_router)
     app.include_router(audit_router)  # last: its /{resource}/{id}/history route is generic
+    from gaas.ui import install_ui
+
+    install_ui(app)  # the web interface at /, after every API route
     return app

@@ -1,0 +1,274 @@
+"""The service portfolio: services (list, record, forms, lifecycle), the expandable tree with PPT
+cost bars, and the cost charts and cost entries."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from gaas.catalog import service as catalog
+from gaas.catalog.models import ServiceStatus, ServiceType
+from gaas.catalog.schemas import ServiceCreate, ServiceUpdate
+from gaas.core.http import DbSession
+from gaas.costs import service as costs
+from gaas.costs.models import CostCategory
+from gaas.iam import service as iam
+from gaas.ui import forms, lists
+from gaas.ui.lists import Column, Filter, ListSpec, badge, link
+from gaas.ui.pages import register
+from gaas.ui.pages.core import history, stale_conflict
+from gaas.ui.web import UI, CheckedForm, CurrentUI, UIRoute, redirect, render
+
+router = APIRouter(route_class=UIRoute, include_in_schema=False)
+TREE_FULL_LIMIT = 2000
+
+
+def domain_options(db, ui: UI) -> list[tuple[str, str]]:
+    rows, _ = iam.list_domains(db, ui.actor, active=None, q=None, include_deleted=False, sort="code", cursor=None,
+                               limit=200)
+    return [(d.code, d.code) for d in rows if ui.actor.sees(d.code)]
+
+
+def enum_options(enum_cls) -> list[tuple[str, str]]:
+    return [(m.value, m.value.replace("_", " ").capitalize()) for m in enum_cls]
+
+
+def people(db, ids) -> dict[uuid.UUID, str]:
+    return iam.user_names(db, sorted({i for i in ids if i}))
+
+
+# ---- services list ------------------------------------------------------------------------------
+
+def _fetch_services(db, ui: UI, f: dict[str, str], q, sort, cursor, limit):
+    return catalog.list_services(db, ui.actor, domain=f.get("domain"), type_=ServiceType(f["type"]) if "type" in f
+                                 else None, status=ServiceStatus(f["status"]) if "status" in f else None,
+                                 q=q, sort=sort, cursor=cursor, limit=limit)
+
+
+SERVICES = register(ListSpec(
+    name="services", title="Services", search="Search services (fuzzy)",
+    columns=[Column("number", "Number", "number"), Column("name", "Name", "name"), Column("domain", "Domain"),
+             Column("type", "Type", cell=lambda r, x: badge(r.type)),
+             Column("status", "Status", cell=lambda r, x: badge(r.status)),
+             Column("owner", "Owner", cell=lambda r, x: x.get("people", {}).get(r.owner_id, "")),
+             Column("total_cost", "Annual cost", cell=lambda r, x: f"{r.total_cost:,.2f}")],
+    filters=[Filter("domain", "Domain", domain_options), Filter("type", "Type", enum_options(ServiceType)),
+             Filter("status", "Status", enum_options(ServiceStatus))],
+    fetch=_fetch_services, link=lambda r: f"/services/{r.id}",
+    extras=lambda db, ui, rows: {"people": people(db, [r.owner_id for r in rows])},
+    new=("/services/new", "service.create")))
+
+
+@router.get("/services", response_class=HTMLResponse)
+def services(request: Request, db: DbSession, ui: CurrentUI) -> Response:
+    return lists.page(request, db, ui, SERVICES)
+
+
+@router.get("/services/export.csv")
+def services_csv(request: Request, db: DbSession, ui: CurrentUI) -> Response:
+    return lists.export(request, db, ui, SERVICES)
+
+
+# ---- the tree -----------------------------------------------------------------------------------
+
+def nest(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tree's flat, path-ordered nodes as nested dicts (children in order)."""
+    by_id: dict[str, dict[str, Any]] = {}
+    roots: list[dict[str, Any]] = []
+    for node in nodes:
+        node["children"] = []
+        by_id[node["id"]] = node
+        parent = by_id.get(node["parent_service_id"] or "")
+        (parent["children"] if parent is not None else roots).append(node)
+    return roots
+
+
+def bar_scale(nodes: list[dict[str, Any]]) -> Decimal:
+    totals = [Decimal(n["rolled_up"]["total"]) for n in nodes if n["depth"] == 0]
+    return max(totals, default=Decimal(0)) or Decimal(1)
+
+
+@router.get("/services/tree", response_class=HTMLResponse)
+def tree(request: Request, db: DbSession, ui: CurrentUI) -> Response:
+    domain = request.query_params.get("domain") or None
+    root = request.query_params.get("root") or None
+    root_id = forms.maybe_uuid(root)
+    if root is not None and not isinstance(root_id, uuid.UUID):
+        root_id = None
+    nodes = json.loads(catalog.tree_json(db, ui.actor, root_id=root_id, domain=None if root_id else domain))
+    limited = len(nodes) > TREE_FULL_LIMIT
+    if limited:
+        nodes = [n for n in nodes if n["depth"] <= 1]
+    return render(request, "tree.html", {
+        "title": ui.t("Service tree"), "roots": nest(nodes), "scale": bar_scale(nodes), "domain": domain,
+        "domains": domain_options(db, ui), "limited": limited, "count": len(nodes), "root": root_id})
+
+
+# ---- one service --------------------------------------------------------------------------------
+
+SERVICE_FIELDS = ("name", "description", "type", "parent_service_id", "owner_id", "manager_id", "sla_target",
+                  "cost_people", "cost_process", "cost_technology")
+
+
+def _service_values(form: dict[str, Any]) -> dict[str, Any]:
+    values = forms.values(form, *SERVICE_FIELDS)
+    for key in ("cost_people", "cost_process", "cost_technology"):
+        if values[key] is None:
+            values[key] = "0"
+    return values
+
+
+def _service_page(request: Request, db, ui: UI, service, *, values=None, errors=None, conflict=None,
+                  status: int = 200) -> Response:
+    can_edit = catalog.can(db, ui.actor, "service.edit", service)
+    related: dict[str, Any] = {}
+    related["children"], _ = catalog.list_services(db, ui.actor, parent_id=service.id, limit=50)
+    if ui.can("ci.view", service.domain):
+        from gaas.cmdb import service as cmdb
+
+        related["cis"], _ = cmdb.list_cis(db, ui.actor, domain=None, ci_class=None, status=None, environment=None,
+                                          service_id=service.id, q=None, attributes={}, include_deleted=False,
+                                          sort=None, cursor=None, limit=50)
+    if ui.can("incident.view", service.domain):
+        from gaas.incidents import service as incidents
+
+        related["incidents"], _ = incidents.list_incidents(db, ui.actor, service_id=service.id, sort="-created_at",
+                                                           limit=20)
+    if ui.can("change.view", service.domain):
+        from gaas.changes import service as changes
+
+        related["changes"], _ = changes.list_changes(db, ui.actor, service_id=service.id, sort="-created_at",
+                                                     limit=20)
+    relationships = catalog.list_relationships(db, ui.actor, service.id)
+    stakeholders = catalog.list_stakeholders(db, ui.actor, service.id)
+    other_ids = {r.target_service_id for r in relationships} | {r.source_service_id for r in relationships}
+    labels = catalog.service_labels(db, sorted(other_ids | ({service.parent_service_id} if service.parent_service_id
+                                                            else set())))
+    names = people(db, [service.owner_id, service.manager_id, *[s.user_id for s in stakeholders]])
+    nodes = json.loads(catalog.tree_json(db, ui.actor, root_id=service.id))
+    if values is None:
+        values = {k: getattr(service, k) for k in SERVICE_FIELDS}
+    moves = sorted(m.value for m in catalog.TRANSITIONS[service.status]) if can_edit else []
+    return render(request, "service.html", {
+        "title": f"{service.number} · {service.name}", "s": service, "values": values, "errors": errors,
+        "conflict": conflict, "can_edit": can_edit, "moves": moves, "related": related,
+        "relationships": relationships, "stakeholders": stakeholders, "labels": labels, "names": names,
+        "subtree": nest(nodes), "scale": bar_scale(nodes), "types": enum_options(ServiceType),
+        "activity": history(db, "service", service.id)}, status=status)
+
+
+@router.get("/services/new", response_class=HTMLResponse)
+def new_service(request: Request, db: DbSession, ui: CurrentUI) -> Response:
+    return render(request, "service_new.html", {"title": ui.t("New service"), "values": {
+        "domain": ui.actor.home_domain or "", "type": "business", "status": "design",
+        "parent_service_id": request.query_params.get("parent") or ""}, "errors": None,
+        "domains": domain_options(db, ui), "types": enum_options(ServiceType)})
+
+
+@router.post("/services/new", response_class=HTMLResponse)
+def create_service(request: Request, db: DbSession, ui: CurrentUI, form: CheckedForm) -> Response:
+    values = {**_service_values(form), **forms.values(form, "domain", "status")}
+    created, errors = forms.attempt(db, lambda: catalog.create_service(db, ui.actor, ServiceCreate.model_validate(
+        {k: v for k, v in values.items() if v is not None})))
+    if errors:
+        return render(request, "service_new.html", {"title": ui.t("New service"), "values": values,
+                                                    "errors": errors, "domains": domain_options(db, ui),
+                                                    "types": enum_options(ServiceType)}, status=errors.status)
+    return redirect(f"/services/{created.id}", request, flash="Service created.")
+
+
+@router.get("/services/{service_id}", response_class=HTMLResponse)
+def service_page(service_id: uuid.UUID, request: Request, db: DbSession, ui: CurrentUI) -> Response:
+    return _service_page(request, db, ui, catalog.get_service(db, ui.actor, service_id))
+
+
+@router.post("/services/{service_id}", response_class=HTMLResponse)
+def service_save(service_id: uuid.UUID, request: Request, db: DbSession, ui: CurrentUI,
+                 form: CheckedForm) -> Response:
+    service = catalog.get_service(db, ui.actor, service_id)
+    values = {"status": forms.text(form, "status")} if "status" in form else _service_values(form)
+    body = {**values, "version": forms.version(form)}
+    _, errors = forms.attempt(db, lambda: catalog.update_service(db, ui.actor, service_id,
+                                                                 ServiceUpdate.model_validate(body), None))
+    if errors:
+        conflict = stale_conflict(db, ui, "service", service_id, service, values) if errors.stale else None
+        return _service_page(request, db, ui, service, values=None if "status" in form else values, errors=errors,
+                             conflict=conflict, status=errors.status)
+    return redirect(f"/services/{service_id}", request, flash="Saved.")
+
+
+# ---- costs --------------------------------------------------------------------------------------
+
+def _month_start(d: date, back: int = 0) -> date:
+    month = d.month - back
+    year = d.year + (month - 1) // 12
+    month = (month - 1) % 12 + 1
+    return date(year, month, 1)
+
+
+@router.get("/costs", response_class=HTMLResponse)
+def cost_charts(request: Request, db: DbSession, ui: CurrentUI) -> Response:
+    domain = request.query_params.get("domain") or None
+    balance = catalog.ppt_balance(db, ui.actor, domain)
+    today = date.today()
+    start, end = _month_start(today, 11), _month_start(today, -1)
+    report, _ = costs.cost_report(db, ui.actor, domain=domain, service_id=None, date_from=start, date_to=end,
+                                  period="month", group_by=["period"], cursor=None, limit=1000)
+    series = _time_series(report.rows, report.allocation_currency)
+    top = []
+    if ui.can("service.view"):
+        nodes = [n for n in json.loads(catalog.tree_json(db, ui.actor, domain=domain)) if n["depth"] == 0]
+        nodes.sort(key=lambda n: Decimal(n["rolled_up"]["total"]), reverse=True)
+        top = nodes[:12]
+    return render(request, "costs.html", {
+        "title": ui.t("Costs"), "balance": balance, "series": series, "currency": report.allocation_currency,
+        "top": top, "scale": max((Decimal(n["rolled_up"]["total"]) for n in top), default=Decimal(1)) or 1,
+        "domain": domain, "domains": domain_options(db, ui), "start": start, "end": end})
+
+
+def _time_series(rows, currency: str) -> dict[str, Any]:
+    """Allocated against actual per month, in the allocation currency (other currencies listed apart)."""
+    points = [r for r in rows if r.currency == currency]
+    others = [r for r in rows if r.currency != currency and r.actual]
+    top = max([float(r.allocated or 0) for r in points] + [float(r.actual or 0) for r in points] + [1.0])
+    return {"points": points, "others": others, "max": top}
+
+
+def _fetch_entries(db, ui: UI, f: dict[str, str], q, sort, cursor, limit):
+    return costs.list_entries(db, ui.actor, domain=f.get("domain"), service_id=None, ci_id=None,
+                              category=CostCategory(f["category"]) if "category" in f else None,
+                              currency=f.get("currency"), period_from=None, period_to=None, include_deleted=False,
+                              sort=sort, cursor=cursor, limit=limit)
+
+
+COST_ENTRIES = register(ListSpec(
+    name="cost-entries", title="Cost entries", url="/costs/entries",
+    columns=[Column("period_start", "Period", "period_start"), Column("domain", "Domain"),
+             Column("service", "Service", cell=lambda r, x: link(f"/services/{r.service_id}",
+                                                                  x["labels"].get(r.service_id, ("", ""))[1])
+                    if r.service_id else ""),
+             Column("category", "Category", cell=lambda r, x: badge(r.category)),
+             Column("amount", "Amount", "amount", cell=lambda r, x: f"{r.amount:,.2f}"),
+             Column("currency", "Currency"), Column("description", "Description")],
+    filters=[Filter("domain", "Domain", domain_options), Filter("category", "Category", enum_options(CostCategory)),
+             Filter("currency", "Currency", [("USD", "USD"), ("EUR", "EUR")])],
+    fetch=_fetch_entries,
+    extras=lambda db, ui, rows: {"labels": catalog.service_labels(db, sorted({r.service_id for r in rows
+                                                                             if r.service_id}))},
+    default_sort="-period_start"))
+
+
+@router.get("/costs/entries", response_class=HTMLResponse)
+def cost_entries(request: Request, db: DbSession, ui: CurrentUI) -> Response:
+    return lists.page(request, db, ui, COST_ENTRIES)
+
+
+@router.get("/costs/entries/export.csv")
+def cost_entries_csv(request: Request, db: DbSession, ui: CurrentUI) -> Response:
+    return lists.export(request, db, ui, COST_ENTRIES)
