@@ -32,6 +32,7 @@ ALLOWED_ATTRIBUTES = {
 }
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 _SPACES = re.compile(r"\s+")
+_TAG = re.compile(r"<[^>]*>")
 
 
 def to_html(markdown: str) -> str:
@@ -43,9 +44,10 @@ def to_html(markdown: str) -> str:
 
 
 def to_text(safe_html: str) -> str:
-    """The words of the rendered body, without markup: what search indexes and snippets quote."""
-    stripped = nh3.clean(safe_html.replace("<", " <"), tags=set(), clean_content_tags={"script", "style"})
-    return _SPACES.sub(" ", html.unescape(stripped)).strip()
+    """The words of the rendered body, without markup: what search indexes and snippets quote.
+    In sanitised HTML every literal '<' of the text is escaped, so whatever is between < and > is
+    a tag."""
+    return _SPACES.sub(" ", html.unescape(_TAG.sub(" ", safe_html))).strip()
 
 
 def render(markdown: str) -> tuple[str, str]:
