@@ -28,6 +28,8 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(import_app, name="import")
 app.add_typer(sla_app, name="sla")
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 console = Console()
 err = Console(stderr=True)
@@ -434,3 +436,86 @@ def restore_command(
             err.print(f"[red]{table}[/red]: {actual} rows, the backup had {expected}")
         raise _fail("The restored database does not match the backup.")
     console.print(f"Restored {file.name}; every table has the backup's row count.")
+
+
+@audit_app.command("seal")
+def audit_seal() -> None:
+    """Seal every audit row whose transaction has ended into its domain's monthly SHA-256 chain
+    (the worker does this every minute)."""
+    from gaas.audit import seal
+    from gaas.core.db import unit_of_work
+    from gaas.iam.service import system_actor
+
+    with unit_of_work(system_actor()) as db:
+        count = seal.seal(db)
+    console.print(f"Sealed {count:,} audit rows.")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    period: Annotated[str | None, typer.Option(help="Only this month, YYYY-MM.")] = None,
+) -> None:
+    """Recompute every sealed chain and name, per chain, the first row that was changed, removed
+    or inserted out of band; print the chain heads to keep elsewhere. Exit code 1 on any finding."""
+    from datetime import date
+
+    from sqlalchemy import create_engine, pool
+
+    from gaas.audit import seal
+    from gaas.core.settings import get_settings
+
+    month = None
+    if period:
+        try:
+            month = date.fromisoformat(f"{period}-01")
+        except ValueError as exc:
+            raise _fail("--period is a month, YYYY-MM") from exc
+    engine = create_engine(get_settings().owner_url(), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            result = seal.verify(conn, period=month)
+    finally:
+        engine.dispose()
+    for chain, head in sorted(result.heads.items()):
+        console.print(f"{chain}  {head}")
+    if result.intact:
+        console.print(f"Audit log intact: {result.rows:,} sealed rows in {result.chains} chains.")
+        return
+    for finding in result.findings:
+        err.print(f"[red]{finding.kind}[/red] {finding.chain_domain or '(global)'}/{finding.period:%Y-%m} "
+                  f"position {finding.position}: row {finding.audit_id}: {finding.detail}")
+    raise _fail(f"{len(result.findings)} chain(s) do not verify.")
+
+
+@audit_app.command("archive")
+def audit_archive(
+    before: Annotated[str, typer.Option(help="Archive the months that end on or before this date, YYYY-MM-DD.")],
+    to: Annotated[Path | None, typer.Option(help="Directory for the exports (default: <data dir>/audit-archive).")]
+    = None,
+) -> None:
+    """Export old monthly partitions of the audit log (verified and fully sealed) to gzip'd CSV,
+    record each file's SHA-256 in gaas_audit.archives, then detach and drop them."""
+    from datetime import date
+
+    from sqlalchemy import create_engine, pool
+
+    from gaas.audit import seal
+    from gaas.core.settings import get_settings
+
+    try:
+        cutoff = date.fromisoformat(before)
+    except ValueError as exc:
+        raise _fail("--before is a date, YYYY-MM-DD") from exc
+    settings = get_settings()
+    engine = create_engine(settings.owner_url(), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            done = seal.archive(conn, cutoff, to or settings.ensure_data_dir() / "audit-archive")
+    except seal.ArchiveRefused as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        engine.dispose()
+    for item in done:
+        console.print(f"{item.partition}: {item.rows:,} rows to {item.path} (SHA-256 {item.sha256})")
+    if not done:
+        console.print("Nothing to archive before that date.")

@@ -87,6 +87,12 @@ class StaleVersion(Conflict):
     title = "The record was changed by someone else"
 
 
+class TooManyRequests(Problem):
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"
+
+
 class Unavailable(Problem):
     status = 503
     slug = "unavailable"

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     login_max_failures: int = Field(default=5, ge=1)
     lockout_minutes: int = Field(default=15, ge=1)
+    # Failed logins from one client address (any accounts) before it must wait, and the window.
+    login_address_max_failures: int = Field(default=20, ge=1)
+    login_address_window_minutes: int = Field(default=15, ge=1)
     session_token_hours: int = Field(default=12, ge=1)
     page_size_default: int = 50
     page_size_max: int = 500

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Form, Query, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials
 
 from gaas.core.context import Actor
-from gaas.core.errors import Unauthenticated
+from gaas.core.errors import TooManyRequests, Unauthenticated
 from gaas.core.history import register_history
 from gaas.core.http import CurrentActor, DbSession, IfMatch, PageLimit, bearer, request_info, set_etag
 from gaas.core.pagination import Page
+from gaas.core.settings import get_settings
 from gaas.iam import service
 from gaas.iam.models import UserStatus
 from gaas.iam.schemas import (
@@ -68,6 +69,10 @@ def login(
     # Commit failures too: the failed-attempt count, the lock and the audit row must stay.
     db.commit()
     if not result.ok:
+        if result.throttled:
+            minutes = get_settings().login_address_window_minutes
+            raise TooManyRequests("Too many failed logins from your address: wait before trying again.",
+                                  headers={"Retry-After": str(60 * minutes)})
         if result.locked_until is not None:
             raise Unauthenticated("Too many failed logins: the account is locked for a while.",
                                   locked_until=result.locked_until.isoformat())

@@ -61,6 +61,7 @@ class LoginResult:
     token: str | None = None
     expires_at: datetime | None = None
     locked_until: datetime | None = None
+    throttled: bool = False
 
 
 def authenticate(db: Session, login: str, password: str, info: RequestInfo) -> LoginResult:
@@ -73,7 +74,13 @@ def authenticate(db: Session, login: str, password: str, info: RequestInfo) -> L
     now = datetime.now(UTC)
     reason = ""
     count_failure = True
-    if row is None:
+    throttled = _address_throttled(db, info)
+    if throttled:
+        # Password spraying from one address: refuse without looking at the password, and without
+        # counting it against the account (the account's owner is not the one guessing).
+        security.verify_password(password, None)
+        reason, count_failure = "too many failed logins from this address", False
+    elif row is None:
         security.verify_password(password, None)
         reason = "unknown user"
     elif row["locked_until"] is not None and row["locked_until"] > now:
@@ -92,9 +99,13 @@ def authenticate(db: Session, login: str, password: str, info: RequestInfo) -> L
          "reason": reason or None, "ip": info.ip_address, "ua": info.user_agent, "rid": info.request_id,
          "max": settings.login_max_failures, "mins": settings.lockout_minutes},
     ).mappings().one()
+    if reason and info.ip_address and not throttled:
+        db.execute(text("SELECT gaas_iam.note_login_failure(CAST(:ip AS inet), :mins)"),
+                   {"ip": info.ip_address, "mins": settings.login_address_window_minutes})
     # The database has the last word: it re-checks the lock under a row lock.
     if not verdict["ok"]:
-        return LoginResult(ok=False, reason=reason or "account locked", locked_until=verdict["locked_until"])
+        return LoginResult(ok=False, reason=reason or "account locked", locked_until=verdict["locked_until"],
+                           throttled=throttled)
     expires = now + timedelta(hours=settings.session_token_hours)
     actor = _build_actor(db, row["id"], row["email"], row["domain"], read_only=False, info=info)
     from gaas.core.db import set_context
@@ -103,6 +114,15 @@ def authenticate(db: Session, login: str, password: str, info: RequestInfo) -> L
     token_text, _ = _insert_token(db, actor, user_id=row["id"], user_domain=row["domain"], name="login session",
                                   kind="session", read_only=False, expires_at=expires)
     return LoginResult(ok=True, token=token_text, expires_at=expires)
+
+
+def _address_throttled(db: Session, info: RequestInfo) -> bool:
+    if not info.ip_address:
+        return False
+    settings = get_settings()
+    return bool(db.execute(text("SELECT gaas_iam.address_throttled(CAST(:ip AS inet), :limit, :mins)"),
+                           {"ip": info.ip_address, "limit": settings.login_address_max_failures,
+                            "mins": settings.login_address_window_minutes}).scalar_one())
 
 
 def actor_from_token(db: Session, token_text: str, info: RequestInfo) -> Actor:
