@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from gaas.audit import service as audit
 from gaas.catalog import service as catalog
-from gaas.changes import analysis, events, planning
+from gaas.changes import analysis, approval, events, planning
 from gaas.changes.models import (
     Change,
     ChangeIncident,
@@ -363,6 +363,8 @@ def apply_changes(db: Session, actor: Actor, change: Change, changes: dict[str, 
         audit.record(db, action="approve" if status == S.approved else "reject", entity_type="change",
                      entity_id=change.id, domain=change.domain,
                      changes={"after": {"approval_status": change.approval_status, "comment": comment}})
+    if status != old["status"]:
+        approval.on_status_change(db, actor, change, old["status"])  # the approval workflow
 
 
 def _retype(db: Session, actor: Actor, change: Change, changes: dict[str, Any]) -> None:
