@@ -535,3 +535,24 @@ def test_an_article_that_solved_incidents_counts_them(client, kb):
                                headers=kb["agent"].headers), 422, "article_id")
     assert client.delete(f"{url}/{incident['id']}", headers=kb["agent"].headers).status_code == 204
     assert get(client, kb["agent"], article).json()["stats"]["solved"] == 0
+
+
+def test_cli_retires_expired_articles_and_reindexes(client, database, kb):
+    from sqlalchemy import text
+    from typer.testing import CliRunner
+
+    from gaas.cli import app
+
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    article = api_article(client, kb["agent"], kb["domain"], valid_to=soon)
+    api_publish(client, kb["agent"], kb["reviewer"], article)
+    with database.owner_engine.begin() as conn:
+        conn.execute(text("UPDATE gaas_knowledge.articles SET valid_to = now() - interval '1 second' WHERE id = :id"),
+                     {"id": article["id"]})
+    result = CliRunner().invoke(app, ["knowledge", "retire-expired", "--batch", "1"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "article(s) retired" in result.output
+    assert get(client, kb["agent"], article).json()["status"] == "retired"
+    result = CliRunner().invoke(app, ["search", "reindex", "--domain", kb["domain"]], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "articles" in result.output and "reindexed" in result.output

@@ -28,6 +28,10 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(import_app, name="import")
 app.add_typer(sla_app, name="sla")
+knowledge_app = typer.Typer(help="The knowledge base.", no_args_is_help=True)
+search_app = typer.Typer(help="Global search.", no_args_is_help=True)
+app.add_typer(knowledge_app, name="knowledge")
+app.add_typer(search_app, name="search")
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
@@ -332,6 +336,41 @@ def sla_check(
         if marked < batch:
             break
     console.print(f"{total} incident(s) newly marked as breached.")
+
+
+@knowledge_app.command("retire-expired")
+def knowledge_retire_expired(
+    batch: Annotated[int, typer.Option(min=1, max=100_000, help="Articles retired per transaction.")] = 1000,
+) -> None:
+    """Retire published articles whose valid_to has passed (audited, with an article.retired
+    event each). Safe to run from several hosts at once; the worker runs it on a schedule."""
+    from gaas.core.db import unit_of_work
+    from gaas.iam import service as iam
+    from gaas.knowledge import service as knowledge
+
+    total = 0
+    while True:
+        with unit_of_work(iam.system_actor()) as db:
+            retired = knowledge.retire_expired(db, batch=batch)
+        total += retired
+        if retired < batch:
+            break
+    console.print(f"{total} article(s) retired.")
+
+
+@search_app.command("reindex")
+def search_reindex(
+    domain: Annotated[str | None, typer.Option(help="Only this domain's records (default: all).")] = None,
+    batch: Annotated[int, typer.Option(min=100, max=100_000, help="Rows per transaction.")] = 5000,
+) -> None:
+    """Recompute the full-text vectors of articles, incidents, problems, changes and services,
+    after a domain's search language changed (PUT /api/v1/search/language)."""
+    from gaas.core.db import unit_of_work
+    from gaas.iam import service as iam
+    from gaas.search import service as search
+
+    totals = search.reindex(lambda: unit_of_work(iam.system_actor()), domain, batch=batch)
+    console.print(", ".join(f"{count:,} {kind}" for kind, count in totals.items()) + " reindexed.")
 
 
 @app.command("worker")
