@@ -223,6 +223,7 @@ def load_demo(*, seed: int = 2026, scale: int = 1,
                                                                             version=current.version), None)
         counts.update(_load_infrastructure(db, actor, portfolio, real_ids, people, rng))
         counts.update(_load_itsm(db, actor, portfolio, real_ids, people, random.Random(seed + 3)))
+        counts.update(_load_knowledge(db, actor, portfolio, real_ids, people, password_hash, random.Random(seed + 4)))
         batch = [CostEntryCreate(service_id=real_ids[c.service_id], category=c.category, amount=c.amount,
                                  currency=c.currency, period_start=c.period_start, period_end=c.period_end,
                                  description=c.description) for c in cost_entries(portfolio, seed=seed)]
@@ -519,3 +520,151 @@ def _demo_changes(desk: _Desk) -> None:
                              type_="emergency")
     _walk_change(desk, emergency, ["submitted"], now)
     _demo_change(desk, "Decommission the old file share", sunday + timedelta(weeks=6, hours=1), 4, desk.servers[-1:])
+
+
+# ---- knowledge base -------------------------------------------------------------------------------
+
+GLOBAL_ARTICLES = [
+    # (title, category, keywords, audience, body)
+    ("Password reset", "Access", ["password", "login"], "everyone",
+     "1. Open the self-service portal and choose **Forgot password**.\n2. Enter your e-mail address.\n"
+     "3. Follow the link you receive within five minutes.\n\nThe link expires after one hour."),
+    ("Unlock a locked account", "Access", ["lockout", "login"], "everyone",
+     "After five failed logins your account is locked for 15 minutes.\n\nWait, or ask the service desk to "
+     "unlock it: they need your user name, never your password."),
+    ("Set up multi-factor authentication", "Security", ["mfa", "2fa", "authenticator"], "everyone",
+     "Install an authenticator app, open **My account → Security** and scan the QR code.\n\n"
+     "Keep the recovery codes somewhere safe."),
+    ("Connect to the VPN from home", "Network", ["vpn", "remote"], "everyone",
+     "Start the VPN client, choose the *Government* profile and sign in with MFA.\n\n"
+     "If it disconnects every hour, renew the certificate in the client settings."),
+    ("Outlook keeps asking for a password", "Email", ["outlook", "email", "password"], "everyone",
+     "Close Outlook, remove the saved credentials in the Credential Manager, open Outlook and sign in again."),
+    ("Printer shows paper jam", "Printing", ["printer", "jam"], "everyone",
+     "Open tray 2 and the rear door, remove the paper gently, close both and press **OK**."),
+    ("Report a phishing e-mail", "Security", ["phishing", "email", "security"], "everyone",
+     "Do not click links. Use **Report message → Phishing** in Outlook; the security team reviews it."),
+    ("Share a large file securely", "Data", ["file", "share", "transfer"], "everyone",
+     "Use the government file transfer service: files up to 20 GB, encrypted, deleted after 14 days."),
+    ("Wi-Fi drops in meeting rooms", "Network", ["wifi", "wireless"], "everyone",
+     "Forget the *GovNet* network and join again; if it still drops, note the room number for the desk."),
+    ("Escalate a priority 1 incident", "Service desk", ["p1", "major incident", "escalation"], "agents",
+     "Call the duty manager, open a bridge and post updates every 30 minutes in the incident's work notes."),
+    ("Restart the session store service", "Service desk", ["session", "restart", "runbook"], "agents",
+     "Run `systemctl restart session-store` on both nodes, one after the other; watch the login rate recover."),
+    ("Set up the old VPN client (legacy)", "Network", ["vpn", "legacy"], "everyone",
+     "The legacy client is no longer supported: use the new VPN client."),
+]
+
+DOMAIN_TEMPLATES = [
+    ("{service}: cannot log in", "Access", ["login"], "everyone",
+     "Check that your account is active, then clear the browser cache and sign in to **{service}** again."),
+    ("{service}: error 500 when submitting a form", "Application", ["error 500", "form"], "everyone",
+     "Save a copy of your entries, reload the page and submit again. If it fails twice, report it with the time."),
+    ("{service}: slow at the end of the month", "Performance", ["slow", "performance"], "everyone",
+     "Batch jobs run on the last working day. Work outside 14:00-17:00 or use the export instead."),
+    ("{service}: restart the application (runbook)", "Runbook", ["restart", "runbook"], "agents",
+     "Drain the node from the load balancer, restart the service, check `/health`, put it back."),
+    ("{service}: export data to a spreadsheet", "How-to", ["export", "csv"], "everyone",
+     "Open the list, filter it and choose **Export → CSV**; exports are limited to 100,000 rows."),
+]
+
+
+def _demo_person(user_id: uuid.UUID, email: str, domain: str | None):
+    """The demo staff acting in the knowledge base (authors and reviewers are real demo users)."""
+    from gaas.core.context import Actor, Grant
+    from gaas.iam.permissions import PERMISSIONS
+
+    scope = Grant(frozenset(PERMISSIONS), "domain", domain) if domain else Grant(frozenset(PERMISSIONS))
+    return Actor(user_id=user_id, email=email, home_domain=domain,
+                 visible_domains=frozenset({domain}) if domain else None, grants=(scope,))
+
+
+def _load_knowledge(db, actor, portfolio: Portfolio, real_ids: dict, people: dict, password_hash: str,
+                    rng: random.Random) -> dict[str, int]:
+    """A global knowledge manager and a dozen global articles; per domain fifteen articles on its
+    services (some for agents only, some linked to services and CIs), a known error from its problem
+    with a workaround, a draft and one in review, some retired; a few articles solved incidents."""
+    from datetime import UTC, datetime, timedelta
+
+    from gaas.iam import service as iam
+    from gaas.iam.schemas import RoleCreate, UserCreate, UserRoleCreate
+    from gaas.incidents import problems
+    from gaas.incidents import service as incidents
+    from gaas.knowledge import service as knowledge
+    from gaas.knowledge.schemas import (
+        ApproveBody,
+        ArticleCreate,
+        KnownErrorCreate,
+        RetireBody,
+        SubmitBody,
+    )
+
+    made = {"articles": 0, "known_errors": 0, "retired_articles": 0}
+    role = iam.create_role(db, actor, RoleCreate(
+        name="knowledge_manager", description="Reviews, publishes and retires knowledge articles everywhere",
+        permissions=["knowledge.view", "knowledge_internal.view", "knowledge.write", "knowledge.review",
+                     "service.view", "ci.view", "incident.view", "problem.view"]))
+    manager_user = iam.create_user(db, actor, UserCreate(email="knowledge.manager@example.org",
+                                                         username="knowledge.manager", name="Nadia Okafor"))
+    manager_user.password_hash = password_hash
+    iam.assign_role(db, actor, manager_user.id, UserRoleCreate(role_id=role.id, scope_type="global"))
+    manager = _demo_person(manager_user.id, manager_user.email, None)
+
+    def publish(author, reviewer, data: ArticleCreate, *, retire: str | None = None, stop: str | None = None):
+        article = knowledge.create_article(db, author, data)
+        made["articles"] += 1
+        if stop == "draft":
+            return article
+        knowledge.submit(db, author, article.id, SubmitBody(version=article.version), None)
+        if stop == "review":
+            return article
+        knowledge.approve(db, reviewer, article.id, ApproveBody(version=article.version), None)
+        if retire:
+            knowledge.retire(db, reviewer, article.id, RetireBody(version=article.version, reason=retire), None)
+            made["retired_articles"] += 1
+        return article
+
+    for title, category, keywords, audience, body in GLOBAL_ARTICLES:
+        legacy = "legacy" in keywords
+        publish(actor, manager, ArticleCreate(domain=None, title=title, body=body, category=category,
+                                              keywords=keywords, audience=audience,
+                                              summary=body.split("\n")[0][:200]),
+                retire="Replaced by the new VPN client" if legacy else None)
+
+    now = datetime.now(UTC)
+    for code, _ in portfolio.domains:
+        author = _demo_person(people[code]["service_desk_agent"], f"{code}.service.desk.agent@example.org", code)
+        reviewer = _demo_person(people[code]["domain_admin"], f"{code}.domain.admin@example.org", code)
+        services = [s for s in portfolio.services if s.domain == code and s.type in ("business", "application")]
+        for index in range(15):
+            template = DOMAIN_TEMPLATES[index % len(DOMAIN_TEMPLATES)]
+            seed_service = services[(index // len(DOMAIN_TEMPLATES) + index * 3) % len(services)]
+            title, category, keywords, audience, body = template
+            data = ArticleCreate(
+                domain=code, title=title.format(service=seed_service.name)[:200],
+                body=body.format(service=seed_service.name), category=category, keywords=keywords,
+                audience=audience, service_ids=[real_ids[seed_service.id]],
+                valid_to=now + timedelta(days=rng.randrange(200, 400)) if index % 4 == 0 else None)
+            stop = "draft" if index == 13 else "review" if index == 14 else None
+            publish(author, reviewer, data, stop=stop, retire="Superseded by the new release" if index == 12 else None)
+        known = problems.list_problems(db, actor, domain=code, status=None, priority=None, assigned_to=None,
+                                       service_id=None, known_error=True, q=None, include_deleted=False, sort=None,
+                                       cursor=None, limit=10)[0]
+        for problem in known:
+            knowledge.create_known_error(db, reviewer, KnownErrorCreate(problem_id=problem.id, audience="agents"))
+            made["known_errors"] += 1
+            made["articles"] += 1
+            linked = incidents.list_incidents(db, actor, domain=code, problem_id=problem.id, limit=3)[0]
+            article = db.scalars(_known_error_of(problem.id)).first()
+            for incident in linked:
+                knowledge.link_incident(db, author, article.id, incident.id)
+    return made
+
+
+def _known_error_of(problem_id: uuid.UUID):
+    from sqlalchemy import select
+
+    from gaas.knowledge.models import Article
+
+    return select(Article).where(Article.problem_id == problem_id, Article.kind == "known_error")

@@ -59,7 +59,7 @@ PERMISSIONS: dict[str, str] = {
     "knowledge.view": "Read knowledge articles",
     "knowledge.write": "Write knowledge articles",
     "knowledge.review": "Review and publish knowledge articles",
-    "knowledge.internal.view": "Read knowledge articles meant for agents only",
+    "knowledge_internal.view": "Read knowledge articles meant for agents only",
     "search.manage": "Set the text-search language of a domain",
     "report.view": "See reports",
 }
@@ -108,7 +108,7 @@ DEFAULT_ROLES: dict[str, tuple[str, list[str]]] = {
     ),
     "finance_officer": (
         "Manages costs and reads cost reports",
-        sorted(VIEW_PERMISSIONS - {"audit.view", "knowledge.internal.view"} | {"cost.manage"}),
+        sorted(VIEW_PERMISSIONS - {"audit.view", "knowledge_internal.view"} | {"cost.manage"}),
     ),
     "auditor": ("Reads everything, including the audit log; changes nothing", sorted(VIEW_PERMISSIONS)),
 }

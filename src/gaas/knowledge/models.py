@@ -50,7 +50,7 @@ OPEN_VERSION = (VersionStatus.draft, VersionStatus.review)
 
 
 class Audience(enum.StrEnum):
-    agents = "agents"  # holders of knowledge.internal.view in the article's domain
+    agents = "agents"  # holders of knowledge_internal.view in the article's domain
     everyone = "everyone"  # every reader of the domain (holders of knowledge.view)
 
 

@@ -4,7 +4,7 @@ The only entry to gaas_knowledge.
 
 Reading: a published article is read by holders of `knowledge.view` in its domain (a global
 article, domain NULL, by holders anywhere); an `agents` article also needs
-`knowledge.internal.view`. Drafts, articles in review, retired and deleted ones are for holders of
+`knowledge_internal.view`. Drafts, articles in review, retired and deleted ones are for holders of
 `knowledge.write` or `knowledge.review` (for a global article: global holders). Anything else is 404.
 
 Lifecycle (per version): draft → review → published → superseded, review → draft (withdrawn or
@@ -70,7 +70,7 @@ from gaas.knowledge.schemas import (
     VersionDiff,
 )
 
-VIEW, INTERNAL, WRITE, REVIEW = "knowledge.view", "knowledge.internal.view", "knowledge.write", "knowledge.review"
+VIEW, INTERNAL, WRITE, REVIEW = "knowledge.view", "knowledge_internal.view", "knowledge.write", "knowledge.review"
 EDITABLE = ("title", "body", "summary", "category", "keywords", "audience")
 ARTICLE_SORTS = (SortKey("updated_at", Article.updated_at), SortKey("number", Article.number),
                  SortKey("title", Article.title), SortKey("created_at", Article.created_at))
