@@ -145,6 +145,22 @@ def test_rows_across_batches_see_what_earlier_batches_wrote(client, database, im
     assert trail == [("create", "x"), ("update", "y"), ("update", "z")]
 
 
+def test_a_dry_run_reports_what_the_real_run_does(client, database, importer_user):
+    admin, domain = importer_user["admin"], importer_user["domain"]
+    a, b = servers("dry", 2)
+    link = {"relationship_type": "depends_on", "source": {"ci_class": "server", "serial_number": "dry-SN0"},
+            "target": {"ci_class": "server", "serial_number": "dry-SN1"}}
+    self_link = {**link, "target": link["source"]}
+    dangling = {**link, "target": {"ci_class": "server", "serial_number": "nowhere-SN"}}
+    content = ndjson([a, b, link, self_link, dangling])
+    keys = ("created", "relationships_created", "rejected")
+    dry, _ = post(client, admin, content, domain=domain, dry_run="true", partial="true")
+    real, _ = post(client, admin, content, domain=domain, partial="true")
+    assert [dry.json()[k] for k in keys] == [real.json()[k] for k in keys] == [2, 1, 2]
+    assert [(e["line"], e["field"]) for e in dry.json()["errors"]] == [(4, "target"), (5, "target")]
+    assert dry.json()["errors"] == real.json()["errors"]
+
+
 def test_csv_import_and_permissions(client, world, importer_user):
     admin, domain = importer_user["admin"], importer_user["domain"]
     content = (b"ci_class,name,environment,attr.hostname,attr.serial_number,attr.cpu_cores\n"

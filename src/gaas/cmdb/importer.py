@@ -264,7 +264,8 @@ class Importer:
         self.now_text = self.now.isoformat()
         self.classes: dict[tuple[str, str | None], CIClass | None] = {}
         self.domains: dict[str | None, bool] = {}
-        self.pending: set[str] = set()  # dry run: keys of CIs this import would have created
+        # Dry run: identity key -> (a stand-in id, domain) of each CI this import would have created.
+        self.pending: dict[str, tuple[str, str | None]] = {}
         self.allowed_owner: dict[tuple[uuid.UUID, str | None], bool] = {}
         self._writer: ThreadPoolExecutor | None = None
         self._jobs: list[Future[int]] = []  # submitted to the writer, not yet settled
@@ -434,7 +435,7 @@ class Importer:
                 self.result.merged += 1  # an earlier batch of this dry run would have created it
                 continue
             if self.result.dry_run:
-                self.pending.update(candidate.keys)
+                self.pending.update(dict.fromkeys(candidate.keys, (candidate.keys[0], candidate.row.domain)))
             creates.append(self._new_row(candidate, ids.pop()))
         for match, candidate in matched.values():
             change = self._reconcile(match, candidate)
@@ -555,16 +556,15 @@ class Importer:
         keys = sorted({k for _, _, s, t in parsed for k in (s, t)})
         found = self.db.execute(_ENDS, {"keys": dumps(keys)}).all()
         by_key = {k: (row.id, row.domain) for row in found if row.deleted_at is None for k in row.identity_keys}
+        if self.result.dry_run:  # the CIs this dry run would have created count as found
+            by_key.update({k: self.pending[k] for k in keys if k not in by_key and k in self.pending})
         new_links: list[dict[str, Any]] = []
         link_ids = new_ids(len(parsed))[::-1]
         domains: dict[uuid.UUID, str | None] = {}
         for line, rel, source_key, target_key in parsed:
             if source_key not in by_key or target_key not in by_key:
                 missing = "source" if source_key not in by_key else "target"
-                if self.result.dry_run:
-                    self.result.relationships_created += 1  # its CIs may be created by this very import
-                else:
-                    self.result.reject(line, missing, "no such CI (rows must come after the CIs they link)")
+                self.result.reject(line, missing, "no such CI (rows must come after the CIs they link)")
                 continue
             (source_id, source_domain), (target_id, target_domain) = by_key[source_key], by_key[target_key]
             if source_id == target_id:
@@ -572,6 +572,9 @@ class Importer:
                 continue
             if not (self.actor.can("cmdb.import", source_domain) and self.actor.can("cmdb.import", target_domain)):
                 self.result.reject(line, "source", "linking these CIs needs 'cmdb.import' in both their domains")
+                continue
+            if isinstance(source_id, str) or isinstance(target_id, str):
+                self.result.relationships_created += 1  # dry run: an end is a CI this import would create
                 continue
             link_id = link_ids.pop()
             domains[link_id] = source_domain
