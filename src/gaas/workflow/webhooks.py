@@ -15,6 +15,7 @@ import secrets
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -240,55 +241,78 @@ def _blocked(url: str, policy: DeliveryPolicy) -> str | None:
     return None
 
 
-_CLAIM_DELIVERY = text("""
+_CLAIM_DELIVERIES = text("""
     SELECT d.id FROM gaas_workflow.webhook_deliveries d
     JOIN gaas_workflow.webhooks w ON w.id = d.webhook_id AND w.active AND w.deleted_at IS NULL
     WHERE d.status = 'pending' AND d.next_attempt_at <= :now
-    ORDER BY d.next_attempt_at LIMIT 1 FOR UPDATE OF d SKIP LOCKED""")
+    ORDER BY d.next_attempt_at LIMIT :limit FOR UPDATE OF d SKIP LOCKED""")
+_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="gaas-webhook")
 
 
-def deliver_one(db: Session, client: httpx.Client, policy: DeliveryPolicy, now: datetime) -> int:
-    """POST one due delivery, holding its row lock until the result is recorded. A crash before the
-    commit leaves it pending, and another worker sends it again with the same idempotency key."""
-    delivery_id = db.scalar(_CLAIM_DELIVERY, {"now": now})
-    if delivery_id is None:
-        return 0
-    delivery = db.get(WebhookDelivery, delivery_id)
-    webhook = db.get(Webhook, delivery.webhook_id) if delivery else None
-    assert delivery is not None and webhook is not None
+@dataclass(frozen=True)
+class _Attempt:
+    status_code: int | None
+    error: str | None
+    ms: float
+
+
+def _post(client: httpx.Client, policy: DeliveryPolicy, url: str, secret: str, delivery: WebhookDelivery
+          ) -> _Attempt:
     body = dumps(delivery.body).encode()
-    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(webhook.secret, body),
+    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body),
                "Idempotency-Key": delivery.idempotency_key, "X-GaaS-Event": delivery.event_type,
                "X-GaaS-Delivery": str(delivery.id), "User-Agent": "GaaS-Webhooks/1"}
     started = time.perf_counter()
-    status_code, error = None, _blocked(webhook.url, policy)
+    status_code, error = None, _blocked(url, policy)
     if error is None:
         try:
-            response = client.post(webhook.url, content=body, headers=headers, timeout=policy.timeout)
+            response = client.post(url, content=body, headers=headers, timeout=policy.timeout)
             status_code = response.status_code
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}: {response.text[:200]}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
+    return _Attempt(status_code, error, round((time.perf_counter() - started) * 1000, 1))
+
+
+def deliver_due(db: Session, client: httpx.Client, policy: DeliveryPolicy, now: datetime, limit: int = 32) -> int:
+    """POST due deliveries (in parallel), holding their row locks until the results are recorded in
+    this transaction. A crash before the commit leaves them pending, and another worker sends them
+    again with the same idempotency keys."""
+    ids = list(db.scalars(_CLAIM_DELIVERIES, {"now": now, "limit": limit}))
+    if not ids:
+        return 0
+    deliveries = list(db.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_(ids))))
+    hooks = {w.id: w for w in db.scalars(select(Webhook).where(Webhook.id.in_({d.webhook_id for d in deliveries})))}
+    futures = [_POOL.submit(_post, client, policy, hooks[d.webhook_id].url, hooks[d.webhook_id].secret, d)
+               for d in deliveries]
+    for delivery, future in zip(deliveries, futures, strict=True):
+        _record(db, hooks[delivery.webhook_id], delivery, future.result(), policy, now)
+    db.flush()
+    return len(deliveries)
+
+
+def _record(db: Session, webhook: Webhook, delivery: WebhookDelivery, attempt: _Attempt, policy: DeliveryPolicy,
+            now: datetime) -> None:
     delivery.attempts += 1
     delivery.last_attempt_at = now
-    delivery.response_status = status_code
+    delivery.response_status = attempt.status_code
     delivery.attempt_log = [*delivery.attempt_log, {
-        "attempt": delivery.attempts, "at": now.isoformat(), "status": status_code, "error": error,
-        "ms": round((time.perf_counter() - started) * 1000, 1)}][-20:]
-    if error is None:
+        "attempt": delivery.attempts, "at": now.isoformat(), "status": attempt.status_code, "error": attempt.error,
+        "ms": attempt.ms}][-20:]
+    if attempt.error is None:
         delivery.status, delivery.delivered_at, delivery.last_error = "delivered", now, None
-        db.execute(text("UPDATE gaas_workflow.webhooks SET consecutive_failures = 0 "
-                        "WHERE id = :id AND consecutive_failures <> 0"), {"id": webhook.id})
+        if webhook.consecutive_failures:
+            db.execute(text("UPDATE gaas_workflow.webhooks SET consecutive_failures = 0 WHERE id = :id"),
+                       {"id": webhook.id})
+            webhook.consecutive_failures = 0
+        return
+    delivery.last_error = attempt.error
+    if delivery.attempts >= policy.max_attempts:
+        delivery.status = "failed"
     else:
-        delivery.last_error = error
-        if delivery.attempts >= policy.max_attempts:
-            delivery.status = "failed"
-        else:
-            delivery.next_attempt_at = now + timedelta(seconds=policy.delay(delivery.attempts))
-        _count_failure(db, webhook, error, policy, now)
-    db.flush()
-    return 1
+        delivery.next_attempt_at = now + timedelta(seconds=policy.delay(delivery.attempts))
+    _count_failure(db, webhook, attempt.error, policy, now)
 
 
 def _count_failure(db: Session, webhook: Webhook, error: str, policy: DeliveryPolicy, now: datetime) -> None:
