@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from bench import api, cmdb, itsm, portfolio
+from bench import api, cmdb, itsm, knowledge, portfolio
 from bench.common import BenchDatabase
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("suite", nargs="?", choices=["api", "portfolio", "cmdb", "itsm", "all"], default="all")
+    parser.add_argument("suite", nargs="?", choices=["api", "portfolio", "cmdb", "itsm", "knowledge", "all"], default="all")
     parser.add_argument("--scale", type=int, default=300, help="operations per API measurement")
     parser.add_argument("--services", type=int, default=100_000, help="portfolio: services in all")
     parser.add_argument("--domains", type=int, default=10, help="portfolio: domains")
@@ -23,6 +23,8 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=100_000, help="itsm: changes in all")
     parser.add_argument("--itsm-cis", type=int, default=100_000, help="itsm: CIs in all")
     parser.add_argument("--itsm-domains", type=int, default=10, help="itsm: domains")
+    parser.add_argument("--articles", type=int, default=100_000, help="knowledge: articles in all")
+    parser.add_argument("--kb-incidents", type=int, default=1_000_000, help="knowledge: incidents in all")
     parser.add_argument("--seed", type=int, default=20261126)
     parser.add_argument("--keep", action="store_true", help="keep the portfolio database (to explain queries)")
     args = parser.parse_args()
@@ -57,6 +59,17 @@ def main() -> None:
         try:
             itsm.run(db, incidents=args.incidents, changes=args.changes, cis=args.itsm_cis,
                      domains=args.itsm_domains, repeat=args.repeat, scale=args.scale, seed=args.seed)
+        finally:
+            if args.keep:
+                print(f"kept database {db.name} on {db.server_url}")
+            else:
+                db.drop()
+
+    if args.suite in ("knowledge", "all"):
+        db = BenchDatabase()
+        try:
+            knowledge.run(db, articles=args.articles, incidents=args.kb_incidents, domains=10, repeat=args.repeat,
+                          seed=args.seed)
         finally:
             if args.keep:
                 print(f"kept database {db.name} on {db.server_url}")
