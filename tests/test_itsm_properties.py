@@ -19,7 +19,7 @@ from gaas.incidents.problems import TRANSITIONS as PROBLEM_TRANSITIONS
 from gaas.incidents.service import TRANSITIONS as INCIDENT_TRANSITIONS
 from tests.support import World, api_ci, api_incident, api_problem
 
-PROPERTY_SETTINGS = settings(max_examples=25, deadline=None,
+PROPERTY_SETTINGS = settings(max_examples=20, deadline=None,
                              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 MATRIX = {"high": {"high": "critical", "medium": "high", "low": "medium"},
           "medium": {"high": "high", "medium": "medium", "low": "low"},
@@ -184,7 +184,7 @@ problem_ops = st.one_of(
 )
 
 
-@settings(PROPERTY_SETTINGS, max_examples=30)
+@settings(PROPERTY_SETTINGS, max_examples=25)
 @given(ops=st.lists(problem_ops, min_size=4, max_size=16))
 def test_no_sequence_of_problem_calls_breaks_the_rules(client, owner, desk, ops):
     table = "gaas_incident_mgmt.problems"
@@ -312,7 +312,7 @@ def check_change(change: dict, template: dict) -> None:
     assert change["suggested_risk"] in ("low", "medium", "high")
 
 
-@settings(PROPERTY_SETTINGS, max_examples=40)
+@settings(PROPERTY_SETTINGS, max_examples=30)
 @given(ops=st.lists(change_ops, min_size=6, max_size=20), prepared=st.booleans())
 def test_no_sequence_of_change_calls_breaks_the_rules(client, owner, desk, template, ops, prepared):
     table = "gaas_change_mgmt.changes"
