@@ -1,17 +1,18 @@
-"""Benchmarks: `python -m bench [api|portfolio|cmdb|itsm|all] [--scale N]` prints figures against
+"""Benchmarks: `python -m bench [api|portfolio|cmdb|itsm|knowledge|workflow|all] [--scale N]` prints figures against
 same-run baselines (see bench/README.md)."""
 
 from __future__ import annotations
 
 import argparse
 
-from bench import api, cmdb, itsm, knowledge, portfolio
+from bench import api, cmdb, itsm, knowledge, portfolio, workflow
 from bench.common import BenchDatabase
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("suite", nargs="?", choices=["api", "portfolio", "cmdb", "itsm", "knowledge", "all"], default="all")
+    parser.add_argument("suite", nargs="?", default="all",
+                        choices=["api", "portfolio", "cmdb", "itsm", "knowledge", "workflow", "all"])
     parser.add_argument("--scale", type=int, default=300, help="operations per API measurement")
     parser.add_argument("--services", type=int, default=100_000, help="portfolio: services in all")
     parser.add_argument("--domains", type=int, default=10, help="portfolio: domains")
@@ -25,6 +26,8 @@ def main() -> None:
     parser.add_argument("--itsm-domains", type=int, default=10, help="itsm: domains")
     parser.add_argument("--articles", type=int, default=100_000, help="knowledge: articles in all")
     parser.add_argument("--kb-incidents", type=int, default=1_000_000, help="knowledge: incidents in all")
+    parser.add_argument("--event-rate", type=int, default=200, help="workflow: events per second")
+    parser.add_argument("--event-seconds", type=float, default=20, help="workflow: seconds of sustained events")
     parser.add_argument("--seed", type=int, default=20261126)
     parser.add_argument("--keep", action="store_true", help="keep the portfolio database (to explain queries)")
     args = parser.parse_args()
@@ -75,6 +78,13 @@ def main() -> None:
                 print(f"kept database {db.name} on {db.server_url}")
             else:
                 db.drop()
+
+    if args.suite in ("workflow", "all"):
+        db = BenchDatabase()
+        try:
+            workflow.run(db, rate=args.event_rate, seconds=args.event_seconds)
+        finally:
+            db.drop()
 
 
 if __name__ == "__main__":
