@@ -89,8 +89,15 @@ def test_session_cookie_is_http_only_and_same_site(app):
     assert "Secure" not in cookie  # plain http in tests; https sets it
 
 
-@pytest.mark.parametrize("url", ["/", "/services", "/services/tree", "/costs", "/costs/entries", "/cis",
-                                 "/cmdb/health", "/cmdb/classes", "/profile"])
+MAIN_PAGES = ["/", "/services", "/services/tree", "/services/new", "/costs", "/costs/entries", "/cis", "/cis/new",
+              "/cmdb/health", "/cmdb/classes", "/cmdb/classes/new", "/profile", "/incidents", "/incidents/new",
+              "/problems", "/problems/new", "/changes", "/changes/new", "/changes/calendar",
+              "/changes/calendar?view=week", "/approvals", "/audit", "/admin", "/admin/users", "/admin/users/new",
+              "/admin/roles", "/admin/roles/new", "/admin/domains", "/admin/domains/new", "/admin/sla",
+              "/admin/sla/new", "/admin/matrix", "/admin/windows", "/admin/windows/new"]
+
+
+@pytest.mark.parametrize("url", MAIN_PAGES)
 def test_main_pages_render(admin, url):
     response = admin.get(url)
     assert response.status_code == 200, response.text
@@ -138,3 +145,23 @@ def test_unknown_page_is_a_page_and_api_stays_json(admin):
     assert response.status_code == 404 and "text/html" in response.headers["content-type"]
     api = admin.get("/api/v1/no-such-thing")
     assert api.status_code == 404 and "json" in api.headers["content-type"]
+
+
+@pytest.mark.parametrize("kind", ["incidents", "problems", "changes", "cis", "services", "admin/users",
+                                  "admin/roles", "admin/sla", "admin/windows", "admin/domains", "cmdb/classes"])
+def test_record_pages_render(admin, kind):
+    listing = admin.get(f"/{kind}")
+    ids = re.findall(rf'href="/{kind}/([0-9a-f-]{{36}})"', listing.text)
+    assert ids, f"no {kind} listed"
+    for record_id in ids[:3]:
+        page = admin.get(f"/{kind}/{record_id}")
+        assert page.status_code == 200, page.text
+        assert "<h1" in page.text
+
+
+@pytest.mark.parametrize("kind", ["incidents", "problems", "changes", "cis", "services", "admin/users",
+                                  "costs/entries"])
+def test_csv_export_of_the_current_filter(admin, kind):
+    response = admin.get(f"/{kind}/export.csv")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    assert len(response.text.splitlines()) > 1

@@ -17,6 +17,7 @@ from gaas.changes import service as changes
 from gaas.changes.models import ChangeRisk, ChangeStatus, ChangeType
 from gaas.changes.schemas import ChangeCreate, ChangeUpdate
 from gaas.cmdb import service as cmdb
+from gaas.core.errors import Problem
 from gaas.core.http import DbSession
 from gaas.incidents import policies, problems
 from gaas.incidents import service as incidents
@@ -88,12 +89,7 @@ def incident_csv(request: Request, db: DbSession, ui: CurrentUI) -> Response:
 def live_priority(request: Request, db: DbSession, ui: CurrentUI) -> Response:
     """The priority the domain's matrix gives impact and urgency, shown while the form is filled in."""
     params = request.query_params
-    priority = None
-    try:
-        matrix = policies.get_matrix(db, ui.actor, params.get("domain") or None).matrix
-        priority = matrix.lookup(Impact(params.get("impact", "")), Urgency(params.get("urgency", "")))
-    except ValueError:
-        pass
+    priority = _matrix_priority(db, ui, params.get("domain"), params.get("impact"), params.get("urgency"))
     return render(request, "fragments/priority.html", {"priority": priority})
 
 
@@ -105,23 +101,32 @@ def suggestions(request: Request, db: DbSession, ui: CurrentUI) -> Response:
     return render(request, "fragments/suggestions.html", {"articles": articles, "text": text})
 
 
-def knowledge_suggestions(db, ui: UI, text: str, domain: str | None) -> list[dict[str, Any]] | None:
-    """None when no knowledge module is installed; else up to five articles (id, number, title, excerpt)."""
-    try:
-        from gaas.knowledge import service as knowledge
-    except ImportError:
+def knowledge_suggestions(db, ui: UI, text: str, domain: str | None, *, service_id=None,
+                          ci_id=None) -> list[Any] | None:
+    """Published articles relevant to the text (the knowledge module's suggestion ranking), or None
+    when the reader may not read knowledge at all."""
+    from gaas.knowledge import search as knowledge_search
+
+    if not ui.can("knowledge.view"):
         return None
-    suggest = getattr(knowledge, "suggest_articles", None) or getattr(knowledge, "suggest", None)
-    if suggest is None or len(text) < 3 or not ui.can("knowledge.view"):
-        return [] if suggest is not None else None
+    if len(text) < 3:
+        return []
     with db.begin_nested():
-        found = suggest(db, ui.actor, text, domain=domain, limit=5)
-    return [a if isinstance(a, dict) else {k: getattr(a, k, None) for k in ("id", "number", "title", "summary")}
-            for a in found]
+        return knowledge_search.suggest(db, ui.actor, text, domain=domain, service_id=service_id, ci_id=ci_id,
+                                        limit=5)
 
 
 INCIDENT_TEXT = ("short_description", "description", "impact", "urgency", "category", "subcategory",
                  "assigned_to", "assigned_group", "service_id", "ci_id", "problem_id")
+
+
+def _matrix_priority(db, ui: UI, domain: str | None, impact: str | None, urgency: str | None) -> Priority | None:
+    try:
+        with db.begin_nested():
+            return policies.get_matrix(db, ui.actor, domain or None).matrix.lookup(Impact(impact or ""),
+                                                                                  Urgency(urgency or ""))
+    except (ValueError, Problem):
+        return None
 
 
 def _incident_form_context(db, ui: UI) -> dict[str, Any]:
@@ -134,7 +139,9 @@ def _incident_form_context(db, ui: UI) -> dict[str, Any]:
 def new_incident(request: Request, db: DbSession, ui: CurrentUI) -> Response:
     values = {"domain": ui.actor.home_domain or "", "impact": "medium", "urgency": "medium"}
     return render(request, "incident_new.html", {"title": ui.t("Report an incident"), "values": values,
-                                                 "errors": None, **_incident_form_context(db, ui)})
+                                                 "errors": None, **_incident_form_context(db, ui),
+                                                 "priority": _matrix_priority(db, ui, values["domain"], "medium",
+                                                                              "medium")})
 
 
 @router.post("/incidents/new", response_class=HTMLResponse)
@@ -144,7 +151,10 @@ def create_incident(request: Request, db: DbSession, ui: CurrentUI, form: Checke
         {k: v for k, v in values.items() if v is not None})))
     if errors:
         return render(request, "incident_new.html", {"title": ui.t("Report an incident"), "values": values,
-                                                     "errors": errors, **_incident_form_context(db, ui)},
+                                                     "errors": errors, **_incident_form_context(db, ui),
+                                                     "priority": _matrix_priority(db, ui, values["domain"],
+                                                                                  values["impact"],
+                                                                                  values["urgency"])},
                       status=errors.status)
     return redirect(f"/incidents/{created.id}", request, flash="Incident reported.")
 
@@ -159,7 +169,8 @@ def _incident_page(request, db, ui: UI, incident, *, values=None, errors=None, c
     related: dict[str, Any] = {}
     if incident.problem_id and ui.can("problem.view", incident.domain):
         related["problem"] = db.get(problems.Problem, incident.problem_id)
-    related["articles"] = knowledge_suggestions(db, ui, incident.short_description, incident.domain)
+    related["articles"] = knowledge_suggestions(db, ui, incident.short_description, incident.domain,
+                                                service_id=incident.service_id, ci_id=incident.ci_id)
     related["changes"] = []
     labels = catalog.service_labels(db, [incident.service_id]) if incident.service_id else {}
     ci = cmdb.ci_exists(db, ui.actor, incident.ci_id) if incident.ci_id else None
