@@ -149,3 +149,14 @@ def test_old_months_are_archived_with_a_checksum_and_detached(history, database,
     verified = runner.invoke(cli, ["audit", "verify"], catch_exceptions=False)
     assert verified.exit_code == 0 and "intact" in verified.output
     assert f"{history['domain']}/{date.today():%Y-%m}" in verified.output
+
+
+def test_the_worker_seals_the_audit_log_on_its_own(history, database):
+    from tests.test_workflow_support import make_worker
+
+    entity = write_audit(database, history["domain"], "sealed by the worker")
+    make_worker(database).run_until_idle()
+    found = database.owner_rows("SELECT count(*) AS n FROM gaas_audit.audit_seals s JOIN gaas_audit.audit_log a "
+                                "ON a.id = s.audit_id WHERE a.entity_id = :e", e=entity)
+    assert found[0]["n"] == 1
+    assert verify_with(database).intact

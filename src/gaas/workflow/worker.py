@@ -126,11 +126,25 @@ def _prune_outbox(db: Session, settings: Settings) -> None:
                {"days": settings.outbox_retention_days})
 
 
+def _audit_seal(db: Session, settings: Settings) -> None:
+    from gaas.audit import seal
+
+    seal.seal(db)
+
+
+def _retire_expired_articles(db: Session, settings: Settings) -> None:
+    from gaas.knowledge import service as knowledge
+
+    knowledge.retire_expired(db)
+
+
 # name -> (interval in seconds, job)
 JOBS: dict[str, tuple[int, Callable[[Session, Settings], None]]] = {
     "partitions": (24 * 3600, _partitions),
     "sla_breaches": (60, _sla_breaches),
     "outbox_prune": (3600, _prune_outbox),
+    "audit_seal": (60, _audit_seal),
+    "retire_expired_articles": (3600, _retire_expired_articles),
 }
 
 _CLAIM_JOB = text("""
