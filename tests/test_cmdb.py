@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.battery import ResourceBattery
-from tests.support import Person, World, assert_problem, audit_rows, rid, unique
+from tests.support import Person, World, api_patch, assert_problem, audit_rows, rid, unique
 
 
 class TestCIs(ResourceBattery):
@@ -321,3 +321,48 @@ def test_nul_in_attributes_is_a_422(client, infra):
     assert_problem(client.post("/api/v1/cis", json={"domain": domain, "name": "n", "ci_class": "application",
                                                     "environment": "test", "owner_id": str(admin.id),
                                                     "attributes": {"repo": "a\u0000b"}}, headers=admin.headers), 422)
+
+
+def test_impact_shows_the_open_incidents_and_coming_changes_on_what_would_fail(client, world):
+    from tests.test_changes import PLANS, make_change, move, window
+
+    domain = world.domain()
+    admin = world.user(domain, "domain_admin")
+    manager, owner = world.user(domain, "change_manager"), world.user(domain, "service_owner")
+    switch = ci(client, admin, domain, "network_device", name="edge-switch")
+    server = ci(client, admin, domain, name="app-server")
+    bystander = ci(client, admin, domain, name="unrelated")
+    link(client, admin, server, switch, "depends_on")
+
+    def incident(on: dict, **extra) -> dict:
+        created = client.post("/api/v1/incidents", headers=admin.headers, json={
+            "domain": domain, "short_description": f"Trouble on {on['name']}", "impact": "high", "urgency": "high",
+            "ci_id": on["id"], **extra})
+        assert created.status_code == 201, created.text
+        return created.json()
+
+    open_on_server = incident(server)
+    incident(bystander)
+    closed = incident(server)
+    assert api_patch(client, admin, f"/api/v1/incidents/{closed['id']}", status="cancelled").status_code == 200
+    coming = make_change(client, owner, domain, affected_cis=[switch["id"]], **window(), **PLANS)
+    move(client, owner, coming, "submitted")
+    move(client, manager, coming, "under_review", "approved", "scheduled")
+    make_change(client, owner, domain, affected_cis=[server["id"]], **window(), **PLANS)  # a draft: not coming yet
+
+    report = client.get(f"/api/v1/cis/{switch['id']}/impact", headers=admin.headers).json()
+    assert report["open_incidents"]["count"] == 1
+    assert [(i["id"], i["ci_id"], i["priority"]) for i in report["open_incidents"]["items"]] == [
+        (open_on_server["id"], server["id"], "critical")]
+    assert report["upcoming_changes"]["count"] == 1
+    assert [(c["id"], c["status"]) for c in report["upcoming_changes"]["items"]] == [(coming["id"], "scheduled")]
+    # what the switch needs is another question: no work items there
+    needs = client.get(f"/api/v1/cis/{server['id']}/dependencies", headers=admin.headers).json()
+    assert needs.get("open_incidents") is None
+    # someone who may see CIs but not incidents or changes sees none of them
+    role = f"ci_reader_{uuid.uuid4().hex[:8]}"
+    made = client.post("/api/v1/roles", headers=world.admin().headers, json={"name": role, "permissions": ["ci.view"]})
+    assert made.status_code == 201, made.text
+    viewer = world.user(domain, role)
+    seen = client.get(f"/api/v1/cis/{switch['id']}/impact", headers=viewer.headers).json()
+    assert (seen["open_incidents"]["count"], seen["upcoming_changes"]["count"]) == (0, 0)

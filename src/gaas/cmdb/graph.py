@@ -131,6 +131,10 @@ class GraphWalk:
     def page(self, offset: int, limit: int) -> list[uuid.UUID]:
         return [self.graph.ids[n] for n in self.order[offset:offset + limit]]
 
+    def reached_ids(self) -> set[uuid.UUID]:
+        ids = self.graph.ids
+        return {ids[n] for n in self.order}
+
     def depth(self, ci_id: uuid.UUID) -> int:
         return self.depth_of[self.graph.index[ci_id]]
 
@@ -178,6 +182,9 @@ class SqlWalk:
 
     def page(self, offset: int, limit: int) -> list[uuid.UUID]:
         return self.order[offset:offset + limit]
+
+    def reached_ids(self) -> set[uuid.UUID]:
+        return set(self.order)
 
     def depth(self, ci_id: uuid.UUID) -> int:
         return self.reached[ci_id][0]

@@ -150,6 +150,11 @@ class ImpactedService(BaseModel):
     via_ci_ids: list[uuid.UUID] = Field(description="The nearest of them, at most 20")
 
 
+class WorkOnImpacted(BaseModel):
+    count: int = Field(description="All of them, whatever the page shows")
+    items: list[dict[str, Any]] = Field(description="The first 50: most urgent incidents, soonest changes")
+
+
 class ImpactReport(BaseModel):
     ci: CIOut
     direction: str
@@ -162,3 +167,7 @@ class ImpactReport(BaseModel):
     next_cursor: str | None
     services: list[ImpactedService]
     business_services: list[ImpactedService]
+    open_incidents: WorkOnImpacted | None = Field(default=None, description="Open incidents on the impacted CIs "
+                                                  "(dependents direction only)")
+    upcoming_changes: WorkOnImpacted | None = Field(default=None, description="Approved, scheduled or running "
+                                                    "changes on the impacted CIs (dependents direction only)")

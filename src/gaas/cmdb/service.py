@@ -632,6 +632,7 @@ def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = Tr
                    for k in ("id", "number", "name", "type", "domain", "sla_target")},
                 "via_ci_count": count, "via_ci_ids": sample[:impact_graph.SAMPLES]}
 
+    work = _work_on(db, actor, {root.id} | walk.reached_ids()) if dependents else {}
     return {
         "ci": CIOut.model_validate(root).model_dump(mode="json"),
         "direction": "dependents" if dependents else "dependencies", "max_depth": max_depth,
@@ -640,7 +641,21 @@ def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = Tr
         "cis": cis, "next_cursor": encode_offset(offset + limit) if offset + limit < walk.total else None,
         "services": [as_service(s, [s["id"]]) for s in services],
         "business_services": [as_service(b, b["via"]) for b in business],
+        **work,
     }
+
+
+def _work_on(db: Session, actor: Actor, ci_ids: set[uuid.UUID]) -> dict[str, Any]:
+    """The open incidents and the approved, scheduled or running changes on the impacted CIs
+    (the failing one included), through their modules: what is already known to be wrong, and
+    what is about to be touched."""
+    from gaas.changes.impact import upcoming_changes_on
+    from gaas.incidents.impact import open_incidents_on
+
+    incidents, incident_items = open_incidents_on(db, actor, ci_ids)
+    changes, change_items = upcoming_changes_on(db, actor, ci_ids)
+    return {"open_incidents": {"count": incidents, "items": incident_items},
+            "upcoming_changes": {"count": changes, "items": change_items}}
 
 
 @dataclass(frozen=True)
