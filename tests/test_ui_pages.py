@@ -94,7 +94,9 @@ MAIN_PAGES = ["/", "/services", "/services/tree", "/services/new", "/costs", "/c
               "/problems", "/problems/new", "/changes", "/changes/new", "/changes/calendar",
               "/changes/calendar?view=week", "/approvals", "/audit", "/admin", "/admin/users", "/admin/users/new",
               "/admin/roles", "/admin/roles/new", "/admin/domains", "/admin/domains/new", "/admin/sla",
-              "/admin/sla/new", "/admin/matrix", "/admin/windows", "/admin/windows/new"]
+              "/admin/sla/new", "/admin/matrix", "/admin/windows", "/admin/windows/new", "/articles", "/articles/new",
+              "/search?q=portal", "/notifications", "/admin/workflows", "/admin/workflows/new", "/admin/webhooks",
+              "/admin/webhooks/new"]
 
 
 @pytest.mark.parametrize("url", MAIN_PAGES)
@@ -148,7 +150,8 @@ def test_unknown_page_is_a_page_and_api_stays_json(admin):
 
 
 @pytest.mark.parametrize("kind", ["incidents", "problems", "changes", "cis", "services", "admin/users",
-                                  "admin/roles", "admin/sla", "admin/windows", "admin/domains", "cmdb/classes"])
+                                  "admin/roles", "admin/sla", "admin/windows", "admin/domains", "cmdb/classes",
+                                  "articles", "admin/workflows"])
 def test_record_pages_render(admin, kind):
     listing = admin.get(f"/{kind}")
     ids = re.findall(rf'href="/{kind}/([0-9a-f-]{{36}})"', listing.text)

@@ -356,28 +356,18 @@ def change_csv(request: Request, db: DbSession, ui: CurrentUI) -> Response:
 
 @router.get("/approvals", response_class=HTMLResponse)
 def approvals(request: Request, db: DbSession, ui: CurrentUI) -> Response:
+    return approvals_page(request, db, ui)
+
+
+def approvals_page(request: Request, db, ui: UI, *, errors=None, status: int = 200) -> Response:
+    """Changes waiting for a decision I may take, and my workflow approvals and tasks."""
+    from gaas.ui.pages.workflow import my_workflow_work
+
     waiting, _ = changes.list_changes(db, ui.actor, status=[ChangeStatus.submitted, ChangeStatus.under_review],
-                                      sort="created_at", limit=100)
+                                      sort="created_at", limit=100) if ui.can("change.view") else ([], None)
     mine = [c for c in waiting if ui.can("change.approve", c.domain)]
-    return render(request, "approvals.html", {"title": ui.t("Approvals"), "rows": mine,
-                                              "workflow": workflow_approvals(db, ui)})
-
-
-def workflow_approvals(db, ui: UI) -> list[Any] | None:
-    """Approval tasks of the workflow engine, once it offers them to the UI (None: not installed)."""
-    try:
-        from gaas.workflow import service as workflow
-    except ImportError:
-        return None
-    lister = getattr(workflow, "list_my_approvals", None) or getattr(workflow, "list_approvals", None)
-    if lister is None:
-        return None
-    try:
-        with db.begin_nested():
-            rows = lister(db, ui.actor)
-    except TypeError:
-        return None
-    return list(rows[0] if isinstance(rows, tuple) else rows)
+    return render(request, "approvals.html", {"title": ui.t("Approvals"), "rows": mine, "errors": errors,
+                                              **my_workflow_work(db, ui)}, status=status)
 
 
 # ---- change forms and record ------------------------------------------------------------------------
