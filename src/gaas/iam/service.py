@@ -317,6 +317,20 @@ def user_is_active(db: Session, user_id: uuid.UUID) -> bool:
     return bool(db.scalar(text("SELECT gaas_iam.user_is_active(:uid)"), {"uid": user_id}))
 
 
+def sight_of(db: Session, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, frozenset[str] | None]:
+    """For work done later on users' behalf (webhook fan-out): the domains each active user may
+    see now, None for a global user (every domain). Inactive and deleted users are left out."""
+    if not user_ids:
+        return {}
+    rows = db.execute(text("""
+        SELECT u.id, u.domain,
+               (SELECT coalesce(array_agg(DISTINCT g.scope_domain) FILTER (WHERE g.scope_domain IS NOT NULL), '{}')
+                FROM gaas_iam.actor_grants(u.id) g WHERE g.scope_type = 'domain') AS granted
+        FROM gaas_iam.users u
+        WHERE u.id = ANY(:ids) AND u.status = 'active' AND u.deleted_at IS NULL"""), {"ids": list(user_ids)})
+    return {row.id: None if row.domain is None else frozenset({row.domain, *row.granted}) for row in rows}
+
+
 def user_names(db: Session, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
     """For other modules' lists: the names of the users they mention that the caller may see
     (row-level security decides, as a join on users would)."""

@@ -160,23 +160,20 @@ class Subscriber:
         return domain is not None and domain in self.owner_domains
 
 
-_SUBSCRIBERS = text("""
-    SELECT w.id, w.domain, w.event_types, w.condition, u.domain AS owner_domain,
-           (SELECT coalesce(array_agg(DISTINCT g.scope_domain) FILTER (WHERE g.scope_domain IS NOT NULL), '{}')
-            FROM gaas_iam.actor_grants(w.owner_id) g WHERE g.scope_type = 'domain') AS granted
-    FROM gaas_workflow.webhooks w
-    JOIN gaas_iam.users u ON u.id = w.owner_id AND u.status = 'active' AND u.deleted_at IS NULL
+_WEBHOOKS = text("""
+    SELECT w.id, w.domain, w.event_types, w.condition, w.owner_id FROM gaas_workflow.webhooks w
     WHERE w.active AND w.deleted_at IS NULL""")
 
 
 def subscribers(db: Session) -> list[Subscriber]:
-    """Active webhooks with their owners' current sight (the worker reads as the platform)."""
-    found = []
-    for row in db.execute(_SUBSCRIBERS):
-        owner_domains = None if row.owner_domain is None else frozenset({row.owner_domain, *row.granted})
-        found.append(Subscriber(id=row.id, domain=row.domain, event_types=tuple(row.event_types),
-                                condition=row.condition, owner_domains=owner_domains))
-    return found
+    """Active webhooks with their owners' current sight (the worker reads as the platform); a
+    webhook whose owner is no longer active has no subscriber."""
+    from gaas.iam import service as iam
+
+    hooks = db.execute(_WEBHOOKS).all()
+    sight = iam.sight_of(db, sorted({h.owner_id for h in hooks}))
+    return [Subscriber(id=h.id, domain=h.domain, event_types=tuple(h.event_types), condition=h.condition,
+                       owner_domains=sight[h.owner_id]) for h in hooks if h.owner_id in sight]
 
 
 _INSERT_DELIVERIES = text("""
