@@ -36,6 +36,7 @@ OPENAPI_TAGS = [
     {"name": "knowledge", "description": "Knowledge articles: review, versions, known errors, feedback, suggestions"},
     {"name": "search", "description": "One ranked search across articles, incidents, problems, changes, services, CIs"},
     {"name": "audit", "description": "Audit log and record history"},
+    {"name": "servicenow", "description": "ServiceNow Table API compatibility (/api/now/table/{table})"},
 ]
 
 
@@ -67,6 +68,7 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
     from gaas.incidents.api import router as incidents_router
     from gaas.knowledge.api import router as knowledge_router
     from gaas.search.api import router as search_router
+    from gaas.servicenow.api import router as servicenow_router
     from gaas.workflow.api import router as workflow_router
 
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
@@ -103,6 +105,7 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
     app.include_router(workflow_router)
     app.include_router(knowledge_router)
     app.include_router(search_router)
+    app.include_router(servicenow_router)  # /api/now: ServiceNow's Table API, in its own error shape
     app.include_router(audit_router)  # last: its /{resource}/{id}/history route is generic
     from gaas.ui import install_ui
 
