@@ -1,18 +1,18 @@
-"""Benchmarks: `python -m bench [api|portfolio|cmdb|itsm|knowledge|workflow|all] [--scale N]` prints figures against
+"""Benchmarks: `python -m bench [api|portfolio|cmdb|itsm|knowledge|workflow|ui|all] [--scale N]` prints figures against
 same-run baselines (see bench/README.md)."""
 
 from __future__ import annotations
 
 import argparse
 
-from bench import api, cmdb, itsm, knowledge, portfolio, workflow
+from bench import api, cmdb, itsm, knowledge, portfolio, ui, workflow
 from bench.common import BenchDatabase
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("suite", nargs="?", default="all",
-                        choices=["api", "portfolio", "cmdb", "itsm", "knowledge", "workflow", "all"])
+                        choices=["api", "portfolio", "cmdb", "itsm", "knowledge", "workflow", "ui", "all"])
     parser.add_argument("--scale", type=int, default=300, help="operations per API measurement")
     parser.add_argument("--services", type=int, default=100_000, help="portfolio: services in all")
     parser.add_argument("--domains", type=int, default=10, help="portfolio: domains")
@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--kb-incidents", type=int, default=1_000_000, help="knowledge: incidents in all")
     parser.add_argument("--event-rate", type=int, default=200, help="workflow: events per second")
     parser.add_argument("--event-seconds", type=float, default=20, help="workflow: seconds of sustained events")
+    parser.add_argument("--page-repeat", type=int, default=30, help="ui: requests of each page")
     parser.add_argument("--seed", type=int, default=20261126)
     parser.add_argument("--keep", action="store_true", help="keep the portfolio database (to explain queries)")
     args = parser.parse_args()
@@ -83,6 +84,13 @@ def main() -> None:
         db = BenchDatabase()
         try:
             workflow.run(db, rate=args.event_rate, seconds=args.event_seconds)
+        finally:
+            db.drop()
+
+    if args.suite in ("ui", "all"):
+        db = BenchDatabase()
+        try:
+            ui.run(db, repeat=args.page_repeat)
         finally:
             db.drop()
 

@@ -168,3 +168,133 @@ def test_csv_export_of_the_current_filter(admin, kind):
     response = admin.get(f"/{kind}/export.csv")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     assert len(response.text.splitlines()) > 1
+
+
+def version_of(html: str) -> str:
+    return re.search(r'name="version" value="(\d+)"', html).group(1)
+
+
+def test_state_buttons_offer_only_the_allowed_transitions(admin):
+    listing = admin.get("/services?status=active&type=business")
+    service_id = re.search(r'href="/services/([0-9a-f-]{36})"', listing.text).group(1)
+    page = admin.get(f"/services/{service_id}")
+    offered = set(re.findall(r'name="status" value="(\w+)"', page.text))
+    assert offered == {"deprecated"}  # active -> deprecated only (catalog.TRANSITIONS)
+
+
+def test_service_form_shows_the_api_errors_next_to_the_fields(admin):
+    page = admin.get("/services/new")
+    response = admin.post("/services/new", data={"csrf": csrf_of(page.text), "domain": "healthcare", "name": "",
+                                                 "type": "business", "status": "design", "sla_target": "120",
+                                                 "owner_id": "not-a-uuid"})
+    assert response.status_code == 422
+    for field in ("name", "sla_target", "owner_id"):
+        assert f'id="err-{field}"' in response.text, field
+    assert 'role="alert"' in response.text
+
+
+def test_a_stale_edit_shows_the_other_persons_change_instead_of_overwriting(app, admin):
+    other = login(app, "healthcare.service_owner")
+    listing = admin.get("/services?q=Appointment Booking Integration Hub")
+    service_id = re.search(r'href="/services/([0-9a-f-]{36})"', listing.text).group(1)
+    mine = admin.get(f"/services/{service_id}")
+    theirs = other.get(f"/services/{service_id}")
+    name = re.search(r'id="f-name" name="name" type="text" value="([^"]*)"', theirs.text).group(1)
+    base = {"type": "technical", "cost_people": "1", "cost_process": "1", "cost_technology": "1",
+            "owner_id": re.search(r'<select id="f-owner_id" name="owner_id"[^>]*>\s*<option value="">[^<]*</option>\s*'
+                                  r'<option value="([0-9a-f-]{36})"', theirs.text).group(1)}
+    saved = other.post(f"/services/{service_id}", data={**base, "csrf": csrf_of(theirs.text),
+                                                        "name": name + " (theirs)", "version": version_of(theirs.text)},
+                       follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    stale = admin.post(f"/services/{service_id}", data={**base, "csrf": csrf_of(mine.text), "name": name + " (mine)",
+                                                         "version": version_of(mine.text)})
+    assert stale.status_code == 409
+    assert "Someone else changed this record" in stale.text
+    assert name + " (theirs)" in stale.text and name + " (mine)" in stale.text
+    assert "healthcare.service.owner@example.org" in stale.text
+    again = admin.get(f"/services/{service_id}")
+    assert name + " (theirs)" in again.text and name + " (mine)" not in again.text
+
+
+def test_saved_filters_are_kept_per_user(admin):
+    page = admin.get("/incidents?priority=high")
+    saved = admin.post("/filters/save", data={"csrf": csrf_of(page.text), "list": "incidents", "name": "High ones",
+                                              "query": "priority=high&cursor=abc"}, follow_redirects=False)
+    assert saved.status_code == 303 and saved.headers["location"] == "/incidents?priority=high"
+    listing = admin.get("/incidents")
+    assert 'href="/incidents?priority=high">High ones</a>' in listing.text
+    admin.post("/filters/delete", data={"csrf": csrf_of(listing.text), "list": "incidents", "name": "High ones"})
+    assert "High ones" not in admin.get("/incidents").text
+
+
+def test_search_as_you_type_returns_a_fragment(admin):
+    response = admin.get("/services?q=Patien", headers={"HX-Request": "true", "HX-Target": "results"})
+    assert response.status_code == 200 and "<html" not in response.text and "Patient Records" in response.text
+    options = admin.get("/pick/services?field=service_id&_q_service_id=Patient")
+    assert "<option" in options.text and "Patient Records" in options.text
+
+
+def test_htmx_posts_carry_the_csrf_header_and_other_origins_are_refused(admin):
+    page = admin.get("/notifications")
+    token = csrf_of(page.text)
+    ok = admin.post("/notifications/read-all", headers={"X-CSRF-Token": token, "HX-Request": "true"})
+    assert ok.status_code == 204 and ok.headers["HX-Redirect"].startswith("/notifications")
+    foreign = admin.post("/notifications/read-all", data={"csrf": token}, headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+
+
+def test_workflow_steps_are_validated_by_the_engine_and_shown_per_step(admin):
+    page = admin.get("/admin/workflows/new")
+    response = admin.post("/admin/workflows/new", data={
+        "csrf": csrf_of(page.text), "name": "Bad workflow", "domain": "healthcare", "trigger_type": "manual",
+        "active": "on", "trigger_config": "{}", "s0_type": "approval", "s0_step": "1", "s0_name": "Approve",
+        "s0_approver_role": "no_such_role", "s1_type": ""})
+    assert response.status_code == 422, response.text
+    assert 'id="err-s0_approver_role"' in response.text
+
+
+def test_timestamps_follow_the_profile_time_zone(app):
+    client = login(app, "justice.auditor")
+    page = client.get("/profile")
+    saved = client.post("/profile", data={"csrf": csrf_of(page.text), "name": "Justice Auditor",
+                                          "language": "en", "timezone": "Asia/Tokyo",
+                                          "version": version_of(page.text)}, follow_redirects=False)
+    assert saved.status_code == 303
+    audit = client.get("/audit")
+    assert " JST" in audit.text and "Times in Asia/Tokyo" in audit.text
+
+
+def test_logout_ends_the_session(app):
+    client = login(app, "education.auditor")
+    home = client.get("/")
+    cookie = client.cookies.get("gaas_session")
+    client.post("/logout", data={"csrf": csrf_of(home.text)})
+    replay = StrictClient(app)
+    replay.cookies.set("gaas_session", cookie)
+    assert replay.get("/", follow_redirects=False).status_code == 303
+
+
+def test_other_domain_records_are_not_found_by_url(app, admin):
+    listing = admin.get("/incidents?domain=healthcare")
+    incident_id = re.search(r'href="/incidents/([0-9a-f-]{36})"', listing.text).group(1)
+    outsider = login(app, "education.domain_admin")
+    response = outsider.get(f"/incidents/{incident_id}")
+    assert response.status_code == 404 and "Not found" in response.text
+
+
+def test_texts_go_through_the_catalogue(tmp_path, monkeypatch):
+    from gaas.ui import i18n
+
+    texts = i18n.extract()
+    assert len(texts) > 300 and "Log in" in texts and "Impact graph" in texts
+    (tmp_path / "fr.json").write_text('{"Log in": "Se connecter", "%(n)s open": "%(n)s ouverts"}')
+    monkeypatch.setattr(i18n, "LOCALES", tmp_path)
+    i18n.catalogue.cache_clear()
+    try:
+        t = i18n.Translator("fr-CA")
+        assert t.language == "fr" and t("Log in") == "Se connecter" and t("Log out") == "Log out"
+        assert t("%(n)s open", n=3) == "3 ouverts"
+        assert i18n.available_languages() == ["en", "fr"]
+    finally:
+        i18n.catalogue.cache_clear()

@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -69,10 +70,13 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         held: dict[str, Any] = {}
+        started = time.perf_counter()
 
         def secured(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
             present = {k.lower() for k, _ in headers}
             headers = headers + [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+            # The page's server time (query, render), for bench/ui.py and the browser's devtools.
+            headers.append((b"server-timing", f"app;dur={1000 * (time.perf_counter() - started):.1f}".encode()))
             if not path.startswith("/static/"):
                 headers.append((b"cache-control", b"no-store"))
             return headers
