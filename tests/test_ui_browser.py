@@ -179,11 +179,23 @@ def first_id(session: Session, path: str, pattern: str) -> str:
 
 # ---- accessibility and screenshots of every main page ------------------------------------------------
 
-def test_login_page_is_accessible(browser, server):
+def test_login_page_is_accessible_and_works_from_the_keyboard(browser, server):
     session = Session(browser, server, None)
+    page = session.page
     try:
         session.go("/login")
         session.check("login")
+        page.keyboard.press("Tab")  # the skip link comes first
+        assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+        page.keyboard.press("Tab")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "f-username"
+        page.keyboard.type("healthcare.auditor")
+        page.keyboard.press("Tab")
+        page.keyboard.type(PASSWORD)
+        page.keyboard.press("Enter")
+        page.wait_for_url(session.base + "/")
+        assert page.get_by_role("heading", name="Recent audit activity").is_visible()
     finally:
         session.close()
 
@@ -195,7 +207,10 @@ PAGES = [("home", "/"), ("services", "/services"), ("service-tree", "/services/t
          ("change-calendar-week", "/changes/calendar?view=week"), ("approvals", "/approvals"), ("audit", "/audit"),
          ("administration", "/admin"), ("users", "/admin/users"), ("roles", "/admin/roles"),
          ("sla-policies", "/admin/sla"), ("priority-matrix", "/admin/matrix?domain=healthcare"),
-         ("change-windows", "/admin/windows"), ("profile", "/profile")]
+         ("change-windows", "/admin/windows"), ("profile", "/profile"), ("articles", "/articles"),
+         ("search", "/search?q=portal"), ("notifications", "/notifications"), ("workflows", "/admin/workflows"),
+         ("workflow-new", "/admin/workflows/new"), ("webhooks", "/admin/webhooks"), ("domains", "/admin/domains"),
+         ("change-new", "/changes/new"), ("service-new", "/services/new"), ("ci-new", "/cis/new")]
 
 
 @pytest.mark.parametrize(("name", "path"), PAGES, ids=[p[0] for p in PAGES])
@@ -210,7 +225,10 @@ RECORDS = [("service", "/services?q=Patient", r'href="/services/([0-9a-f-]{36})"
            ("incident", "/incidents", r'href="/incidents/([0-9a-f-]{36})"'),
            ("problem", "/problems", r'href="/problems/([0-9a-f-]{36})"'),
            ("change", "/changes?q=Replace", r'href="/changes/([0-9a-f-]{36})"'),
-           ("user", "/admin/users", r'href="/admin/users/([0-9a-f-]{36})"')]
+           ("user", "/admin/users", r'href="/admin/users/([0-9a-f-]{36})"'),
+           ("article", "/articles", r'href="/articles/([0-9a-f-]{36})"'),
+           ("workflow", "/admin/workflows", r'href="/admin/workflows/([0-9a-f-]{36})"'),
+           ("sla-policy", "/admin/sla", r'href="/admin/sla/([0-9a-f-]{36})"')]
 
 
 @pytest.mark.parametrize(("name", "listing", "pattern"), RECORDS, ids=[r[0] for r in RECORDS])
