@@ -222,8 +222,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 def database_problem(request: Request, exc: DBAPIError) -> JSONResponse:
     """Every database error as a problem: what the client can do about it, never a stack trace."""
     sqlstate = getattr(exc.orig, "sqlstate", "") or ""
-    if isinstance(exc, OperationalError) and (not sqlstate or sqlstate.startswith(("08", "57P"))):
-        # No connection, or the server is shutting down or restarting.
+    lost = not sqlstate and isinstance(exc.orig, psycopg.OperationalError | psycopg.InternalError
+                                       | psycopg.InterfaceError)
+    if lost or (isinstance(exc, OperationalError) and sqlstate.startswith(("08", "57P"))):
+        # No connection, the server shutting down or restarting, or the driver losing the thread of
+        # the protocol when the connection broke mid-command (e.g. during COMMIT).
         log.warning("database unavailable: %s", exc.orig)
         return problem_response(request, 503, Unavailable.slug, Unavailable.title,
                                 "The database is not reachable right now; retry shortly.",
