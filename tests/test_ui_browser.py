@@ -276,6 +276,8 @@ def test_agent_reports_an_incident_with_a_suggestion_assigns_and_resolves_it(bro
         page.get_by_role("button", name="Assign to me").click()
         page.get_by_role("button", name="Move to In progress").click()
         page.locator("#incident-status", has_text="In progress").wait_for()
+        page.get_by_role("button", name=f"Solved by {vpn_article['number']}").click()
+        page.get_by_role("link", name=re.compile(vpn_article["number"])).first.wait_for()
         page.get_by_label("Resolution notes").first.fill("Reconnected the VPN client (known error workaround)")
         page.get_by_role("button", name="Move to Resolved").click()
         page.locator("#incident-status", has_text="Resolved").wait_for()

@@ -63,7 +63,7 @@ class Translator:
         return text
 
 
-_CALL = re.compile(r"""\b_\(\s*(?P<q>["'])(?P<text>(?:\\.|(?!(?P=q)).)*)(?P=q)""")
+_CALL = re.compile(r"""(?:\b_|\.t)\(\s*(?P<q>["'])(?P<text>(?:\\.|(?!(?P=q)).)*)(?P=q)""")
 
 
 def extract() -> list[str]:
@@ -74,7 +74,30 @@ def extract() -> list[str]:
         for match in _CALL.finditer(path.read_text(encoding="utf-8")):
             text = match["text"].encode().decode("unicode_escape") if "\\" in match["text"] else match["text"]
             found.setdefault(text, None)
+    from gaas.ui.web import FLASHES
+
+    for text in [*sorted(FLASHES), *_declared()]:
+        found.setdefault(text, None)
     return list(found)
+
+
+def _declared() -> list[str]:
+    """Texts declared as data (list titles, columns, filters, administration fields): the templates
+    translate them when they show them."""
+    from gaas.ui.pages import LISTS
+    from gaas.ui.pages.admin import KINDS
+
+    texts: list[str] = []
+    for spec in LISTS.values():
+        texts += [spec.title, *([spec.search] if spec.search else []), *(c.title for c in spec.columns)]
+        for f in spec.filters:
+            texts.append(f.title)
+            if isinstance(f.options, list):
+                texts += [label for _, label in f.options]
+    for kind in KINDS.values():
+        texts += [kind.title, *(f.label for f in kind.fields), *(f.hint for f in kind.fields if f.hint),
+                  *(f.blank for f in kind.fields if f.blank)]
+    return texts
 
 
 if __name__ == "__main__":

@@ -43,6 +43,29 @@ HERE = Path(__file__).parent
 SESSION_COOKIE = "gaas_session"
 LOGIN_CSRF_COOKIE = "gaas_login_csrf"
 FILTERS_COOKIE = "gaas_filters"
+# The messages a redirect may show (?flash=...): no other text from a link is ever displayed.
+FLASHES = frozenset({
+    "All marked as read.",
+    "Change requested.",
+    "Class created.",
+    "Configuration item created.",
+    "Created.",
+    "Decision recorded.",
+    "Done.",
+    "Draft saved.",
+    "Incident reported.",
+    "Matrix saved.",
+    "Password changed",
+    "Problem recorded.",
+    "Profile saved.",
+    "Relationship added.",
+    "Relationship removed.",
+    "Saved.",
+    "Service created.",
+    "Task completed.",
+    "User created.",
+    "Workflow saved.",
+})
 
 # No inline script or style anywhere: htmx reads its configuration from a meta tag, the few
 # behaviours we add live in static/app.js, every picture is SVG with attributes, not styles.
@@ -354,7 +377,9 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
 
     values = {"request": request, "ui": ui, "_": t, "lang": t.language, "dt": dt,
               "qs": lambda **kw: query(request, **kw), "path": request.url.path,
-              "is_htmx": bool(request.headers.get("hx-request")), **(context or {})}
+              "is_htmx": bool(request.headers.get("hx-request")),
+              "flash": request.query_params.get("flash") if request.query_params.get("flash") in FLASHES else None,
+              **(context or {})}
     html = templates.get_template(template).render(values)
     return HTMLResponse(html, status_code=status, headers=headers)
 
@@ -366,6 +391,7 @@ def fragment(request: Request, template: str, context: dict[str, Any] | None = N
 def redirect(url: str, request: Request | None = None, *, flash: str | None = None) -> Response:
     """After a successful POST: see the result (303), or tell htmx to go there."""
     if flash:
+        assert flash in FLASHES, flash
         url += ("&" if "?" in url else "?") + urlencode({"flash": flash})
     if request is not None and request.headers.get("hx-request"):
         return Response(status_code=204, headers={"HX-Redirect": url})

@@ -234,6 +234,14 @@ def pick(kind: str, request: Request, db: DbSession, ui: CurrentUI) -> Response:
                                          include_deleted=False, sort=None, cursor=None, limit=15)
                 options = [(str(r.id), f"{r.name} <{r.email}>") for r in rows
                            if domain is None or r.domain in (None, domain)]
+            elif kind == "problems":
+                from gaas.incidents import problems
+
+                rows, _ = problems.list_problems(db, ui.actor, domain=domain, status=None, priority=None,
+                                                 assigned_to=None, service_id=None, known_error=None, q=q,
+                                                 include_deleted=False, sort=None, cursor=None, limit=15)
+                options = [(str(r.id), f"{r.number} · {r.short_description}") for r in rows
+                           if r.status.value != "closed"]
             else:
                 raise StarletteHTTPException(404, "No such picker.")
     current = params.get("current") or ""

@@ -171,6 +171,10 @@ def _incident_page(request, db, ui: UI, incident, *, values=None, errors=None, c
         related["problem"] = db.get(problems.Problem, incident.problem_id)
     related["articles"] = knowledge_suggestions(db, ui, incident.short_description, incident.domain,
                                                 service_id=incident.service_id, ci_id=incident.ci_id)
+    if ui.can("knowledge.view"):
+        from gaas.knowledge import service as knowledge
+
+        related["solved_by"] = knowledge.articles_for_incident(db, ui.actor, incident.id)
     related["changes"] = []
     labels = catalog.service_labels(db, [incident.service_id]) if incident.service_id else {}
     ci = cmdb.ci_exists(db, ui.actor, incident.ci_id) if incident.ci_id else None
@@ -218,6 +222,19 @@ def incident_save(incident_id: uuid.UUID, request: Request, db: DbSession, ui: C
         conflict = stale_conflict(db, ui, "incident", incident_id, incident, shown or values) if errors.stale else None
         return _incident_page(request, db, ui, incident, values=shown, errors=errors, conflict=conflict,
                               status=errors.status)
+    return redirect(f"/incidents/{incident_id}", request, flash="Saved.")
+
+
+@router.post("/incidents/{incident_id}/solved-by/{article_id}", response_class=HTMLResponse)
+def solved_by(incident_id: uuid.UUID, article_id: uuid.UUID, request: Request, db: DbSession, ui: CurrentUI,
+              form: CheckedForm) -> Response:
+    """Record that a knowledge article solved this incident (it ranks higher in later suggestions)."""
+    from gaas.knowledge import service as knowledge
+
+    incident = incidents.get_incident(db, ui.actor, incident_id)
+    _, errors = forms.attempt(db, lambda: knowledge.link_incident(db, ui.actor, article_id, incident_id))
+    if errors:
+        return _incident_page(request, db, ui, incident, errors=errors, status=errors.status)
     return redirect(f"/incidents/{incident_id}", request, flash="Saved.")
 
 
@@ -400,7 +417,12 @@ def _change_values(form: dict[str, Any], ui: UI, *, creating: bool) -> dict[str,
 
 
 def _change_form_context(db, ui: UI) -> dict[str, Any]:
-    return {"types": enum_options(ChangeType), "risks": enum_options(ChangeRisk), "domains": domain_options(db, ui)}
+    from gaas.changes import planning
+
+    templates, _ = planning.list_templates(db, ui.actor, domain=None, active=True, include_deleted=False, sort="name",
+                                           cursor=None, limit=200) if ui.can("change.view") else ([], None)
+    return {"types": enum_options(ChangeType), "risks": enum_options(ChangeRisk), "domains": domain_options(db, ui),
+            "templates": [(str(t.id), f"{t.name} ({t.domain})") for t in templates]}
 
 
 @router.get("/changes/new", response_class=HTMLResponse)
