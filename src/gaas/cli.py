@@ -317,6 +317,68 @@ def import_cis(
         raise _fail("bad rows and no --partial: nothing was written")
 
 
+@import_app.command("servicenow")
+def import_servicenow(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True,
+                                                help="ServiceNow exports: XML unloads, JSON or CSV, each named "
+                                                     "after its table (incident.json) unless --table says.")],
+    domain: Annotated[str, typer.Option(help="The GaaS domain the records go into.")],
+    owner: Annotated[str | None, typer.Option(help="E-mail or user name of the owner of CIs that name none.")] = None,
+    table: Annotated[str | None, typer.Option(help="The table every file is an export of.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Report what would change; write nothing.")] = False,
+    partial: Annotated[bool, typer.Option(help="Commit the good rows even if some are bad.")] = False,
+) -> None:
+    """Import ServiceNow exports (incident, problem, change_request, cmdb_ci*, cmdb_rel_ci, sys_user,
+    sys_user_group, kb_knowledge) through the modules' services. sys_id is kept as an external key:
+    importing the same export again changes nothing. References are resolved across the files."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from gaas.core.context import RequestInfo
+    from gaas.core.db import unit_of_work
+    from gaas.core.errors import Problem
+    from gaas.iam import service as iam
+    from gaas.servicenow import importer
+
+    class _Rollback(Exception):
+        pass
+
+    actor = iam.system_actor(RequestInfo(request_id=f"servicenow-import-{uuid.uuid4()}", entry_point="cli"))
+    result = None
+    try:
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=err) as progress:
+            task = progress.add_task(f"importing {len(files)} file(s)", total=None)
+            with unit_of_work(actor) as db:
+                iam.require_active_domain(db, domain)
+                owner_id = _find_user(db, actor, owner).id if owner else None
+                result = importer.import_files(db, actor, files, domain=domain, owner_id=owner_id, table=table,
+                                               progress=lambda n: progress.advance(task, n),
+                                               on_total=lambda n: progress.update(task, total=n))
+                result.committed = not dry_run and (partial or not result.errors)
+                if not result.committed:
+                    raise _Rollback
+    except _Rollback:
+        pass
+    except Problem as exc:
+        raise _fail(exc.detail) from exc
+    assert result is not None
+    for error in result.errors[:100]:
+        err.print(f"{error['file']}:{error['line']}: {error['table']} {error['sys_id']}: {error['field']}: "
+                  f"{error['message']}", markup=False, highlight=False, soft_wrap=True)
+    if len(result.errors) > 100:
+        err.print(f"... and {len(result.errors) - 100} more errors")
+    for name, fields in sorted(result.ignored_fields.items()):
+        if fields:
+            err.print(f"{name}: not kept by GaaS: {', '.join(sorted(fields))}", markup=False, highlight=False,
+                      soft_wrap=True)
+    console.print(f"{result.rows} rows: {result.created} created, {result.updated} updated, {result.unchanged} "
+                  f"unchanged, {result.rejected} rejected.")
+    if dry_run:
+        console.print("Dry run: nothing was written.")
+    elif not result.committed:
+        raise _fail("bad rows and no --partial: nothing was written")
+
+
 @sla_app.command("check")
 def sla_check(
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="Incidents marked per transaction.")] = 1000,

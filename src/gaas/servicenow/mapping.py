@@ -5,6 +5,7 @@ only through the modules' service and query functions, with the caller as the ac
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -709,7 +710,8 @@ def _incident_path(current: IncidentStatus, target: IncidentStatus) -> list[Inci
 
 
 def apply_incident(db: Session, actor: Actor, incident: Incident, changes: dict[str, Any], *,
-                   on_hold: bool | None, if_match: int | None = None, at: datetime | None = None) -> Incident:
+                   on_hold: bool | None, if_match: int | None = None, at: datetime | None = None,
+                   times: dict[IncidentStatus, datetime] | None = None) -> Incident:
     """Apply field changes and walk the lifecycle to the requested state, one legal step at a time,
     each through incidents.service.update_incident. `on_hold`: state 3 (True) or 2 (False) was asked."""
     changes = dict(changes)
@@ -735,13 +737,15 @@ def apply_incident(db: Session, actor: Actor, incident: Incident, changes: dict[
         if values:
             values["version"] = version
             data = _schema("incident", IncidentUpdate, values, _sn_names(TABLES["incident"]))
-            incident = incidents.update_incident(db, actor, incident.id, data, None, at=at)
+            when = (times or {}).get(step, at) if step is not None else at
+            incident = incidents.update_incident(db, actor, incident.id, data, None, at=when)
             version = incident.version
     return incident
 
 
 def create_incident(db: Session, actor: Actor, body: dict[str, Any], lookups: Lookups, *,
-                    opened_at: datetime | None = None) -> Incident:
+                    opened_at: datetime | None = None,
+                    times: dict[IncidentStatus, datetime] | None = None) -> Incident:
     table = TABLES["incident"]
     w = table.translate(body, lookups, creating=True)
     values = dict(w.changes)
@@ -752,7 +756,8 @@ def create_incident(db: Session, actor: Actor, body: dict[str, Any], lookups: Lo
     data = _schema("incident", IncidentCreate, values, {**_sn_names(table), "domain": "sys_domain"})
     incident = incidents.create_incident(db, actor, data, opened_at=opened_at)
     if later:
-        incident = apply_incident(db, actor, incident, later, on_hold=w.extra.get("on_hold"), at=opened_at)
+        incident = apply_incident(db, actor, incident, later, on_hold=w.extra.get("on_hold"), at=opened_at,
+                                  times=times)
     return incident
 
 
@@ -808,7 +813,8 @@ def _problem_path(current: ProblemStatus, target: ProblemStatus) -> list[Problem
 
 
 def apply_problem(db: Session, actor: Actor, problem: ProblemRecord, changes: dict[str, Any], *,
-                  if_match: int | None = None, at: datetime | None = None) -> ProblemRecord:
+                  if_match: int | None = None, at: datetime | None = None,
+                  times: dict[ProblemStatus, datetime] | None = None) -> ProblemRecord:
     changes = dict(changes)
     target = changes.pop("status", None)
     steps = _problem_path(problem.status, target) if target is not None else []
@@ -820,13 +826,14 @@ def apply_problem(db: Session, actor: Actor, problem: ProblemRecord, changes: di
         if values:
             values["version"] = version
             data = _schema("problem", ProblemUpdate, values, _sn_names(TABLES["problem"]))
-            problem, _ = problems.update_problem(db, actor, problem.id, data, None, at=at)
+            when = (times or {}).get(step, at) if step is not None else at
+            problem, _ = problems.update_problem(db, actor, problem.id, data, None, at=when)
             version = problem.version
     return problem
 
 
 def create_problem(db: Session, actor: Actor, body: dict[str, Any], lookups: Lookups, *,
-                   at: datetime | None = None) -> ProblemRecord:
+                   at: datetime | None = None, times: dict[ProblemStatus, datetime] | None = None) -> ProblemRecord:
     table = TABLES["problem"]
     w = table.translate(body, lookups, creating=True)
     values = dict(w.changes)
@@ -836,7 +843,7 @@ def create_problem(db: Session, actor: Actor, body: dict[str, Any], lookups: Loo
     data = _schema("problem", ProblemCreate, values, {**_sn_names(table), "domain": "sys_domain"})
     problem = problems.create_problem(db, actor, data)
     if target is not None:
-        problem = apply_problem(db, actor, problem, {"status": target}, at=at)
+        problem = apply_problem(db, actor, problem, {"status": target}, at=at, times=times)
     return problem
 
 
@@ -1018,6 +1025,17 @@ def _w_class(value: Any, w: Writer) -> None:
     w.extra["sn_class"] = text_
 
 
+def _source_name(value: str) -> str:
+    """ServiceNow's discovery sources ("ServiceNow", "SCCM", "Service Mapping") as GaaS source names."""
+    name = re.sub(r"[^a-z0-9_.-]+", "-", value.strip().lower()).strip("-._")
+    return name[:100] or "servicenow"
+
+
+def _w_source(value: Any, w: Writer) -> None:
+    text_ = _plain(value)
+    w.set("discovered_by", None if text_ is None else _source_name(text_))
+
+
 def _status_codes(mapping: dict[Any, str]) -> Callable[[str], Expr]:
     def expr(code: str) -> Expr:
         return Cond("status", IN, [s for s, x in mapping.items() if x == code])
@@ -1038,7 +1056,8 @@ def ci_columns(table: str) -> dict[str, Column]:
                code_expr=lambda x: Cond("environment", EQ, c.USED_FOR[x]), write=_w_used_for),
         user_ref("owned_by", "owner_id"),
         user_ref("managed_by", "managed_by"),
-        text("discovery_source", "discovered_by"),
+        Column("discovery_source", STRING, lambda r, _: r.discovered_by, ours="discovered_by",
+               parse=lambda v, _: _source_name(v), write=_w_source),
         time("last_discovered", "last_discovered_at", write=True),
         *(_ci_attribute(name) for name in CI_ATTRIBUTES),
     ]
