@@ -16,7 +16,8 @@ def _visible(actor: Actor, params: dict[str, Any]) -> str:
     """Mirror of list_services: the domains where service.view holds (service-scoped viewers see
     what row-level security shows them, as in the list)."""
     allowed = actor.domains_with("service.view")
-    if allowed is None or any(g.scope_type == "service" and "service.view" in g.permissions for g in actor.grants):
+    service_scoped = any(g.scope_type == "service" and "service.view" in g.permissions for g in actor.grants)
+    if allowed is None or allowed == actor.visible_domains or service_scoped:
         return "true"
     if not allowed:
         return "false"

@@ -33,7 +33,7 @@ from gaas.core.context import Actor
 
 # Matches scored per provider and query: beyond this, a very common word's matches are cut
 # (in index order) before ranking, so one query never ranks a whole table.
-CANDIDATES = 400
+CANDIDATES = 200
 # Trigram word-similarity threshold for typos: "pasword reset" against "Password reset" is ~0.9,
 # a single wrong letter in a short word ~0.5.
 FUZZY_THRESHOLD = 0.5
@@ -51,6 +51,10 @@ class SearchQuery:
     codes: tuple[str, ...]  # record numbers named in the text, normalised (inc123 -> INC0000123)
     fuzzy: bool  # worth matching titles by trigram similarity (short text with letters)
     limit: int  # how many best hits each provider returns
+    # Which kinds of match this call makes: "text" (full text), "codes" (record numbers), "fuzzy"
+    # (trigrams). The search module asks for the costly trigram scans only when the cheap matches
+    # did not fill the page (see search.service.search).
+    matching: frozenset[str] = frozenset({"text", "codes", "fuzzy"})
 
 
 @dataclass
@@ -93,45 +97,70 @@ def safe_snippet(raw: str | None) -> str | None:
 
 def sql_hits(*, source: str, number: str | None, title: str, document: str, status: str, visible: str,
              query: SearchQuery, params: dict[str, Any] | None = None, extra_score: str = "0",
-             extra_columns: str = "", fuzzy_title: bool = True) -> tuple[Any, dict[str, Any]]:
+             extra_columns: str = "", fuzzy_title: bool = True, nearest: bool = True) -> tuple[Any, dict[str, Any]]:
     """One provider statement. `source` is the FROM clause, the searched table aliased `t` (with
     whatever it joins); `visible` is the provider's SQL filter (its permission rules; row-level
-    security applies as well), with its bind `params`. Returns (statement, parameters); the rows
-    carry id, number, title, domain, status, updated_at, score, snippet and `extra_columns`."""
+    security applies as well), with its bind `params`. Typos are matched nearest-first through a
+    GiST trigram index on the title (`nearest`), or by threshold through the GIN one. Returns
+    (statement, parameters); the rows carry id, number, title, domain, status, updated_at, score,
+    snippet and `extra_columns`."""
     matches, scores = [], []
     params = {**(params or {}), "limit": query.limit, "candidates": CANDIDATES, "hl": HEADLINE_OPTIONS,
               "marks": MARK_START + MARK_STOP}
-    if query.tsquery:
+    if query.tsquery and "text" in query.matching:
         params["tsq"] = query.tsquery
         matches.append("t.search_vector @@ CAST(:tsq AS tsquery)")
         scores.append("CASE WHEN t.search_vector @@ CAST(:tsq AS tsquery) "
                       "THEN 0.5 + 0.5 * ts_rank_cd(t.search_vector, CAST(:tsq AS tsquery), 32) ELSE 0 END")
-    if query.fuzzy and fuzzy_title:
+    fuzzy = query.fuzzy and fuzzy_title and "fuzzy" in query.matching
+    knn = fuzzy and nearest
+    if fuzzy and not nearest:
+        # A million rows: the trigram GIN index with the similarity threshold, which is cheap when the
+        # text matches little (a nearest-first walk would then read much of its index).
         params["text"] = query.text
         matches.append(f":text <% {title}")
         scores.append(f"0.9 * word_similarity(:text, {title})")
-    if query.codes and number:
+    if query.codes and number and "codes" in query.matching:
         params["codes"] = list(query.codes)
         matches.append(f"{number} = ANY(:codes)")
         scores.append(f"CASE WHEN {number} = ANY(:codes) THEN 1.0 ELSE 0 END")
-    if not matches:
+    if not matches and not knn:
         return None, params
+    if query.tsquery:
+        params["tsq"] = query.tsquery
     headline = ("ts_headline(gaas_knowledge.search_config(c.domain), translate(c.document, :marks, ''), "
                 "CAST(:tsq AS tsquery), :hl)" if query.tsquery else "NULL")
     extras = f", {extra_columns}" if extra_columns else ""
+    columns = (f"t.id, {number or 'NULL'} AS number, {title} AS title, t.domain, {status} AS status, "
+               f"t.updated_at, {document} AS document{extras}")
+    parts = []
+    if knn:
+        # Typos: the titles nearest by word similarity, walked in order through a GiST trigram index
+        # (KNN), so only as many rows are read as it takes to find `limit` the caller may see.
+        params["text"] = query.text
+        params["max_distance"] = 1 - FUZZY_THRESHOLD
+        parts.append(f"""
+            SELECT k.* FROM (
+                SELECT {columns}, least(1.0, 0.9 * (1 - (:text <<-> {title})) + {extra_score}) AS score,
+                       :text <<-> {title} AS distance
+                FROM {source}
+                WHERE t.deleted_at IS NULL AND ({visible})
+                ORDER BY :text <<-> {title} LIMIT :limit
+            ) k WHERE k.distance <= :max_distance""")
+    if matches:
+        parts.append(f"""
+            SELECT m.*, CAST(NULL AS real) AS distance FROM (
+                SELECT {columns}, least(1.0, greatest({', '.join(scores)}) + {extra_score}) AS score
+                FROM {source}
+                WHERE t.deleted_at IS NULL AND ({visible}) AND ({' OR '.join(matches)})
+                LIMIT :candidates
+            ) m""")
     # Innermost: the matches (at most CANDIDATES), scored; then the best `limit`; only those get a
     # headline (ts_headline parses the whole document).
     statement = text(f"""
         SELECT c.*, {headline} AS snippet FROM (
-            SELECT m.* FROM (
-                SELECT t.id, {number or 'NULL'} AS number, {title} AS title, t.domain, {status} AS status,
-                       t.updated_at, {document} AS document{extras},
-                       least(1.0, greatest({', '.join(scores)}) + {extra_score}) AS score
-                FROM {source}
-                WHERE t.deleted_at IS NULL AND ({visible}) AND ({' OR '.join(matches)})
-                LIMIT :candidates
-            ) m
-            ORDER BY m.score DESC, m.id LIMIT :limit
+            SELECT u.* FROM ({' UNION ALL '.join(parts)}) u
+            ORDER BY u.score DESC, u.id LIMIT :limit
         ) c
         ORDER BY c.score DESC, c.id""")
     return statement, params
@@ -149,8 +178,8 @@ def domain_scope(actor: Actor, permission: str, params: dict[str, Any], name: st
     """SQL over `t.domain`: the domains where `permission` holds, as list queries filter them (for
     records that always have a domain)."""
     allowed = actor.domains_with(permission)
-    if allowed is None:
-        return "true"
+    if allowed is None or allowed == actor.visible_domains:
+        return "true"  # row-level security already limits the rows to these domains
     if not allowed:
         return "false"
     params[name] = sorted(allowed)

@@ -58,6 +58,11 @@ BEGIN
 END
 $$"""
 
+# Typo-tolerant title search walks these nearest-first (KNN); CIs have theirs (0003).
+# (Incidents are matched by threshold through the specification's GIN trigram index instead.)
+KNN_TITLES = {(K, "articles"): "title", (S, "services"): "name", (I, "problems"): "short_description",
+              (C, "changes"): "short_description"}
+
 # (schema, table, trigger columns, the vector from NEW.* with `cfg` the row's language)
 SEARCHED = {
     (S, "services"): ("domain, number, name, description", """
@@ -96,6 +101,8 @@ def upgrade() -> None:
     _links_feedback_stats()
     for (schema, table), (columns, vector) in SEARCHED.items():
         _searchable(schema, table, columns, vector)
+    for (schema, table), column in KNN_TITLES.items():
+        op.execute(f"CREATE INDEX idx_{table}_title_knn ON {schema}.{table} USING gist({column} gist_trgm_ops)")
     op.execute(LEAKPROOF_TS.replace("__MARK__", "LEAKPROOF"))
 
 
@@ -398,6 +405,8 @@ $$""")
 
 def downgrade() -> None:
     op.execute(LEAKPROOF_TS.replace("__MARK__", "NOT LEAKPROOF"))
+    for (schema, table), _ in KNN_TITLES.items():
+        op.execute(f"DROP INDEX IF EXISTS {schema}.idx_{table}_title_knn")
     for (schema, table), _ in SEARCHED.items():
         if table == "articles":
             continue
