@@ -298,3 +298,38 @@ def test_texts_go_through_the_catalogue(tmp_path, monkeypatch):
         assert i18n.available_languages() == ["en", "fr"]
     finally:
         i18n.catalogue.cache_clear()
+
+
+def test_records_are_deleted_and_restored_with_their_version(admin):
+    listing = admin.get("/problems")
+    problem_id = re.search(r'href="/problems/([0-9a-f-]{36})"', listing.text).group(1)
+    page = admin.get(f"/problems/{problem_id}")
+    stale = admin.post(f"/problems/{problem_id}/delete", data={"csrf": csrf_of(page.text), "version": "999"})
+    assert stale.status_code == 409
+    deleted = admin.post(f"/problems/{problem_id}/delete", data={"csrf": csrf_of(page.text),
+                                                                  "version": version_of(page.text)})
+    assert deleted.status_code == 200 and "Deleted" in deleted.text and "Restore" in deleted.text
+    restored = admin.post(f"/problems/{problem_id}/restore", data={"csrf": csrf_of(page.text)})
+    assert restored.status_code == 200 and ">Delete</button>" in restored.text
+
+
+def test_the_agents_queue_refreshes_as_a_fragment(app):
+    agent = login(app, "healthcare.service_desk_agent")
+    home = agent.get("/")
+    assert 'hx-get="/home/queue" hx-trigger="every 30s"' in home.text
+    fragment = agent.get("/home/queue", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200 and "<html" not in fragment.text and "My queue" in fragment.text
+    assert re.search(r'class="sla sla-(ok|warn|danger|breached)"', fragment.text)
+
+
+def test_repeated_wrong_passwords_lock_the_account(app, world):
+    person = world.user(world.domain(), "auditor")
+    client = StrictClient(app)
+    for _ in range(5):
+        page = client.get("/login")
+        client.post("/login", data={"username": person.email, "password": "wrong password!",
+                                    "csrf": csrf_of(page.text)})
+    page = client.get("/login")
+    locked = client.post("/login", data={"username": person.email, "password": person.password,
+                                         "csrf": csrf_of(page.text)})
+    assert locked.status_code == 401 and "locked" in locked.text

@@ -51,6 +51,8 @@ FLASHES = frozenset({
     "Configuration item created.",
     "Created.",
     "Decision recorded.",
+    "Deleted.",
+    "Restored.",
     "Done.",
     "Draft saved.",
     "Incident reported.",

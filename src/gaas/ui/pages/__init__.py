@@ -17,8 +17,8 @@ def register(spec: ListSpec) -> ListSpec:
 
 router = APIRouter(route_class=UIRoute, include_in_schema=False)
 
-from gaas.ui.pages import admin, cmdb, core, itsm, knowledge, portfolio, workflow  # noqa: E402
+from gaas.ui.pages import admin, cmdb, core, itsm, knowledge, portfolio, records, workflow  # noqa: E402
 
-for module in (core, portfolio, cmdb, itsm, knowledge, workflow, admin):
+for module in (core, records, portfolio, cmdb, itsm, knowledge, workflow, admin):
     router.include_router(module.router)
 
