@@ -333,3 +333,43 @@ def test_repeated_wrong_passwords_lock_the_account(app, world):
     locked = client.post("/login", data={"username": person.email, "password": person.password,
                                          "csrf": csrf_of(page.text)})
     assert locked.status_code == 401 and "locked" in locked.text
+
+
+def test_service_relationships_and_stakeholders_are_edited_on_the_service_page(admin):
+    listing = admin.get("/services?q=Patient Records Integration Hub")
+    source, target = re.findall(r'href="/services/([0-9a-f-]{36})"', admin.get("/services?type=technical").text)[:2]
+    page = admin.get(f"/services/{source}")
+    added = admin.post(f"/services/{source}/related/add-relationship", data={
+        "csrf": csrf_of(page.text), "relationship_type": "depends_on", "target_service_id": target})
+    assert added.status_code == 200 and "Remove relationship" in added.text
+    duplicate = admin.post(f"/services/{source}/related/add-relationship", data={
+        "csrf": csrf_of(page.text), "relationship_type": "depends_on", "target_service_id": target})
+    assert duplicate.status_code == 409 and 'id="err-target_service_id"' in duplicate.text
+    assert listing.status_code == 200
+
+
+def test_cost_entries_are_recorded_and_corrected(admin):
+    service = re.search(r'href="/services/([0-9a-f-]{36})"', admin.get("/services?type=business").text).group(1)
+    page = admin.get(f"/costs/entries/new?service={service}")
+    bad = admin.post("/costs/entries/new", data={"csrf": csrf_of(page.text), "service_id": service,
+                                                 "category": "people", "amount": "-5", "currency": "XXQ",
+                                                 "period_start": "2026-03-01", "period_end": "2026-02-01"})
+    assert bad.status_code == 422
+    for field in ("amount", "currency"):
+        assert f'id="err-{field}"' in bad.text, field
+    good = admin.post("/costs/entries/new", data={"csrf": csrf_of(page.text), "service_id": service,
+                                                  "category": "people", "amount": "1250.50", "currency": "USD",
+                                                  "period_start": "2026-03-01", "period_end": "2026-03-31"})
+    assert good.status_code == 200 and "1250.50" in good.text
+
+
+def test_problems_link_and_unlink_incidents(admin):
+    problem = re.search(r'href="/problems/([0-9a-f-]{36})"', admin.get("/problems?domain=healthcare").text).group(1)
+    listing = admin.get("/incidents?domain=healthcare&open=open")
+    incident = re.findall(r'href="/incidents/([0-9a-f-]{36})"', listing.text)[-1]
+    page = admin.get(f"/problems/{problem}")
+    token = csrf_of(page.text)
+    linked = admin.post(f"/problems/{problem}/incidents", data={"csrf": token, "incident_id": incident})
+    assert linked.status_code == 200 and f'name="unlink" value="{incident}"' in linked.text
+    unlinked = admin.post(f"/problems/{problem}/incidents", data={"csrf": token, "unlink": incident})
+    assert unlinked.status_code == 200 and f'name="unlink" value="{incident}"' not in unlinked.text

@@ -347,8 +347,9 @@ def user_save(user_id: uuid.UUID, request, db, ui: UI, form) -> Response:
     role_errors = None
     if action == "assign":
         scope = forms.text(form, "scope_type") or "domain"
-        body = {"role_id": forms.text(form, "role_id"), "scope_type": scope,
-                "scope_id": forms.text(form, "scope_id") if scope != "global" else None}
+        scope_id = {"global": None, "service": forms.text(form, "scope_service")}.get(
+            scope, forms.text(form, "scope_id"))
+        body = {"role_id": forms.text(form, "role_id"), "scope_type": scope, "scope_id": scope_id}
         _, role_errors = forms.attempt(db, lambda: iam.assign_role(db, ui.actor, user_id,
                                                                    UserRoleCreate.model_validate(body)))
     elif action == "unassign":

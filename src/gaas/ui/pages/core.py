@@ -234,6 +234,11 @@ def pick(kind: str, request: Request, db: DbSession, ui: CurrentUI) -> Response:
                                          include_deleted=False, sort=None, cursor=None, limit=15)
                 options = [(str(r.id), f"{r.name} <{r.email}>") for r in rows
                            if domain is None or r.domain in (None, domain)]
+            elif kind == "incidents":
+                from gaas.incidents import service as incidents
+
+                rows, _ = incidents.list_incidents(db, ui.actor, domain=domain, q=q, sort="-created_at", limit=15)
+                options = [(str(r.id), f"{r.number} · {r.short_description}") for r in rows]
             elif kind == "problems":
                 from gaas.incidents import problems
 

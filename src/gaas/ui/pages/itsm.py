@@ -296,7 +296,8 @@ def create_problem(request: Request, db: DbSession, ui: CurrentUI, form: Checked
     return redirect(f"/problems/{created.id}", request, flash="Problem recorded.")
 
 
-def _problem_page(request, db, ui: UI, problem, *, values=None, errors=None, conflict=None, status=200):
+def _problem_page(request, db, ui: UI, problem, *, values=None, errors=None, conflict=None, status=200,
+                  link_errors=None):
     out = problems.problem_out(db, [problem])[0]
     can_edit = ui.can("problem.manage", problem.domain)
     moves = sorted(m.value for m in problems.TRANSITIONS[problem.status]) if can_edit else []
@@ -306,7 +307,7 @@ def _problem_page(request, db, ui: UI, problem, *, values=None, errors=None, con
     return render(request, "problem.html", {
         "title": f"{problem.number} · {problem.short_description}", "p": problem, "out": out, "values": values,
         "errors": errors, "conflict": conflict, "can_edit": can_edit, "moves": moves, "linked": linked,
-        "priorities": enum_options(Priority), "names": people(db, [problem.assigned_to]),
+        "priorities": enum_options(Priority), "names": people(db, [problem.assigned_to]), "link_errors": link_errors,
         "activity": history(db, "problem", problem.id)}, status=status)
 
 
@@ -334,6 +335,26 @@ def problem_save(problem_id: uuid.UUID, request: Request, db: DbSession, ui: Cur
         conflict = stale_conflict(db, ui, "problem", problem_id, problem, values) if errors.stale else None
         return _problem_page(request, db, ui, problem, values=shown, errors=errors, conflict=conflict,
                              status=errors.status)
+    return redirect(f"/problems/{problem_id}", request, flash="Saved.")
+
+
+@router.post("/problems/{problem_id}/incidents", response_class=HTMLResponse)
+def problem_incidents(problem_id: uuid.UUID, request: Request, db: DbSession, ui: CurrentUI,
+                      form: CheckedForm) -> Response:
+    problem = problems.get_problem(db, ui.actor, problem_id)
+    unlink = forms.text(form, "unlink")
+    if unlink:
+        _, errors = forms.attempt(db, lambda: problems.unlink_incident(db, ui.actor, problem_id,
+                                                                       forms.maybe_uuid(unlink)))
+    else:
+        incident_id = forms.maybe_uuid(forms.text(form, "incident_id"))
+        if not isinstance(incident_id, uuid.UUID):
+            errors = forms.FormErrors()
+            errors.add("incident_id", "choose an incident")
+        else:
+            _, errors = forms.attempt(db, lambda: problems.link_incident(db, ui.actor, problem_id, incident_id))
+    if errors:
+        return _problem_page(request, db, ui, problem, link_errors=errors, status=errors.status)
     return redirect(f"/problems/{problem_id}", request, flash="Saved.")
 
 

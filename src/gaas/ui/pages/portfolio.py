@@ -13,11 +13,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from gaas.catalog import service as catalog
-from gaas.catalog.models import ServiceStatus, ServiceType
-from gaas.catalog.schemas import ServiceCreate, ServiceUpdate
+from gaas.catalog.models import RelationshipType, ServiceStatus, ServiceType, StakeholderRole
+from gaas.catalog.schemas import RelationshipCreate, ServiceCreate, ServiceUpdate, StakeholderCreate
 from gaas.core.http import DbSession
 from gaas.costs import service as costs
 from gaas.costs.models import CostCategory
+from gaas.costs.schemas import CostEntryCreate, CostEntryUpdate
 from gaas.iam import service as iam
 from gaas.ui import forms, lists
 from gaas.ui.lists import Column, Filter, ListSpec, badge, link
@@ -125,7 +126,7 @@ def _service_values(form: dict[str, Any]) -> dict[str, Any]:
 
 
 def _service_page(request: Request, db, ui: UI, service, *, values=None, errors=None, conflict=None,
-                  status: int = 200) -> Response:
+                  related_errors=None, status: int = 200) -> Response:
     can_edit = catalog.can(db, ui.actor, "service.edit", service)
     related: dict[str, Any] = {}
     related["children"], _ = catalog.list_services(db, ui.actor, parent_id=service.id, limit=50)
@@ -160,6 +161,9 @@ def _service_page(request: Request, db, ui: UI, service, *, values=None, errors=
         "conflict": conflict, "can_edit": can_edit, "moves": moves, "related": related,
         "relationships": relationships, "stakeholders": stakeholders, "labels": labels, "names": names,
         "subtree": nest(nodes), "scale": bar_scale(nodes), "types": enum_options(ServiceType),
+        "related_errors": related_errors, "relationship_types": [o for o in enum_options(RelationshipType)
+                                                                 if o[0] != "parent_of"],
+        "stakeholder_roles": enum_options(StakeholderRole),
         "activity": history(db, "service", service.id)}, status=status)
 
 
@@ -200,6 +204,33 @@ def service_save(service_id: uuid.UUID, request: Request, db: DbSession, ui: Cur
         conflict = stale_conflict(db, ui, "service", service_id, service, values) if errors.stale else None
         return _service_page(request, db, ui, service, values=None if "status" in form else values, errors=errors,
                              conflict=conflict, status=errors.status)
+    return redirect(f"/services/{service_id}", request, flash="Saved.")
+
+
+@router.post("/services/{service_id}/related/{action}", response_class=HTMLResponse)
+def service_related(service_id: uuid.UUID, action: str, request: Request, db: DbSession, ui: CurrentUI,
+                    form: CheckedForm) -> Response:
+    """Add or remove a relationship or a stakeholder (each audited on the service by the catalog)."""
+    service = catalog.get_service(db, ui.actor, service_id)
+    operations = {
+        "add-relationship": lambda: catalog.add_relationship(
+            db, ui.actor, service_id,
+            RelationshipCreate.model_validate(forms.values(form, "target_service_id", "relationship_type",
+                                                           "description"))),
+        "remove-relationship": lambda: catalog.remove_relationship(db, ui.actor, service_id,
+                                                                   forms.maybe_uuid(forms.text(form, "id"))),
+        "add-stakeholder": lambda: catalog.add_stakeholder(db, ui.actor, service_id, StakeholderCreate.model_validate(
+            forms.values(form, "user_id", "role"))),
+        "remove-stakeholder": lambda: catalog.remove_stakeholder(db, ui.actor, service_id,
+                                                                 forms.maybe_uuid(forms.text(form, "id"))),
+    }
+    if action not in operations:
+        from gaas.core.errors import NotFound
+
+        raise NotFound("There is no page at this address.")
+    _, errors = forms.attempt(db, operations[action])
+    if errors:
+        return _service_page(request, db, ui, service, related_errors=errors, status=errors.status)
     return redirect(f"/services/{service_id}", request, flash="Saved.")
 
 
@@ -261,6 +292,7 @@ COST_ENTRIES = register(ListSpec(
     fetch=_fetch_entries,
     extras=lambda db, ui, rows: {"labels": catalog.service_labels(db, sorted({r.service_id for r in rows
                                                                              if r.service_id}))},
+    link=lambda r: f"/costs/entries/{r.id}", new=("/costs/entries/new", "cost.manage"),
     default_sort="-period_start"))
 
 
@@ -272,3 +304,53 @@ def cost_entries(request: Request, db: DbSession, ui: CurrentUI) -> Response:
 @router.get("/costs/entries/export.csv")
 def cost_entries_csv(request: Request, db: DbSession, ui: CurrentUI) -> Response:
     return lists.export(request, db, ui, COST_ENTRIES)
+
+
+ENTRY_FIELDS = ("category", "amount", "currency", "period_start", "period_end", "description")
+
+
+def _entry_page(request, db, ui: UI, entry, values, errors=None, conflict=None, status=200) -> Response:
+    label = catalog.service_labels(db, [entry.service_id]).get(entry.service_id) if entry and entry.service_id \
+        else None
+    return render(request, "cost_entry.html", {
+        "title": ui.t("Cost entry") if entry else ui.t("New cost entry"), "e": entry, "values": values,
+        "errors": errors, "conflict": conflict, "categories": enum_options(CostCategory),
+        "service_label": label, "activity": history(db, "cost_entry", entry.id) if entry else []}, status=status)
+
+
+@router.get("/costs/entries/new", response_class=HTMLResponse)
+def new_entry(request: Request, db: DbSession, ui: CurrentUI) -> Response:
+    return _entry_page(request, db, ui, None, {"currency": "USD", "category": "technology",
+                                               "service_id": request.query_params.get("service") or ""})
+
+
+@router.post("/costs/entries/new", response_class=HTMLResponse)
+def create_entry(request: Request, db: DbSession, ui: CurrentUI, form: CheckedForm) -> Response:
+    values = forms.values(form, "service_id", *ENTRY_FIELDS)
+    created, errors = forms.attempt(db, lambda: costs.create_entry(db, ui.actor, CostEntryCreate.model_validate(
+        {k: v for k, v in values.items() if v is not None})))
+    if errors:
+        return _entry_page(request, db, ui, None, values, errors, status=errors.status)
+    return redirect(f"/costs/entries/{created.id}", request, flash="Saved.")
+
+
+@router.get("/costs/entries/{entry_id}", response_class=HTMLResponse)
+def entry_page(entry_id: uuid.UUID, request: Request, db: DbSession, ui: CurrentUI) -> Response:
+    entry = costs.get_entry(db, ui.actor, entry_id)
+    return _entry_page(request, db, ui, entry, {k: getattr(entry, k) for k in ENTRY_FIELDS})
+
+
+@router.post("/costs/entries/{entry_id}", response_class=HTMLResponse)
+def entry_save(entry_id: uuid.UUID, request: Request, db: DbSession, ui: CurrentUI, form: CheckedForm) -> Response:
+    entry = costs.get_entry(db, ui.actor, entry_id)
+    values = forms.values(form, *ENTRY_FIELDS)
+    body = {**{k: v for k, v in values.items() if v is not None or k == "description"},
+            "version": forms.version(form)}
+    _, errors = forms.attempt(db, lambda: costs.update_entry(db, ui.actor, entry_id,
+                                                             CostEntryUpdate.model_validate(body), None))
+    if errors:
+        conflict = stale_conflict(db, ui, "cost_entry", entry_id, entry, values) if errors.stale else None
+        return _entry_page(request, db, ui, entry, values, errors, conflict, status=errors.status)
+    return redirect(f"/costs/entries/{entry_id}", request, flash="Saved.")
+
+
