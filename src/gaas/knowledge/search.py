@@ -112,42 +112,47 @@ def suggest(db: Session, actor: Actor, value: str, *, domain: str | None = None,
     if domain is not None:
         params["incident_domain"] = domain
         visible += " AND (t.domain = :incident_domain OR t.domain IS NULL)"
-    matches, scores = [], []
-    if terms:
-        params["tsq"] = " | ".join(dict.fromkeys(terms))
-        matches.append("t.search_vector @@ CAST(:tsq AS tsquery)")
-        scores.append("CASE WHEN t.search_vector @@ CAST(:tsq AS tsquery) "
-                      "THEN 0.5 + 0.5 * ts_rank_cd(t.search_vector, CAST(:tsq AS tsquery), 32) ELSE 0 END")
-    short = value.strip()
-    if len(short) <= 40 and any(c.isalpha() for c in short):
-        params["text"] = short
-        db.execute(text("SELECT set_config('pg_trgm.word_similarity_threshold', :th, true)"),
-                   {"th": str(FUZZY_THRESHOLD)})
-        matches.append(":text <% t.title")
-        scores.append("0.9 * word_similarity(:text, t.title)")
-    if not matches:
-        return []
     related = []
     for target_type, target_id in (("service", service_id), ("ci", ci_id)):
         if target_id is not None:
             params[f"{target_type}_id"] = target_id
             related.append(f"EXISTS (SELECT 1 FROM gaas_knowledge.article_links l WHERE l.article_id = t.id "
                            f"AND l.target_type = '{target_type}' AND l.target_id = :{target_type}_id)")
-    related_boost = f" + CASE WHEN {' OR '.join(related)} THEN 0.1 ELSE 0 END" if related else ""
-    headline = ("ts_headline(gaas_knowledge.search_config(c.domain), translate(c.document, :marks, ''), "
-                "CAST(:tsq AS tsquery), :hl)" if terms else "NULL")
-    rows = db.execute(text(f"""
-        SELECT c.*, {headline} AS snippet FROM (
-            SELECT m.* FROM (
-                SELECT t.id, t.number, t.domain, t.kind::text AS kind, t.title, t.summary, t.problem_id,
-                       concat_ws(' ', t.summary, t.body_text) AS document,
-                       coalesce(s.solved_count, 0) AS solved, coalesce(s.helpful_count, 0) AS helpful,
-                       least(1.0, greatest({', '.join(scores)}) + {BOOST}{related_boost}) AS score
+    boost = BOOST + (f" + CASE WHEN {' OR '.join(related)} THEN 0.1 ELSE 0 END" if related else "")
+    columns = ("t.id, t.number, t.domain, t.kind::text AS kind, t.title, t.summary, t.problem_id, "
+               "concat_ws(' ', t.summary, t.body_text) AS document, coalesce(s.solved_count, 0) AS solved, "
+               "coalesce(s.helpful_count, 0) AS helpful")
+    found: dict[uuid.UUID, Any] = {}
+    if terms:
+        params["tsq"] = " | ".join(dict.fromkeys(terms))
+        rows = db.execute(text(f"""
+            SELECT c.*, ts_headline(gaas_knowledge.search_config(c.domain), translate(c.document, :marks, ''),
+                                    CAST(:tsq AS tsquery), :hl) AS snippet FROM (
+                SELECT m.* FROM (
+                    SELECT {columns}, least(1.0, 0.5 + 0.5 * ts_rank_cd(t.search_vector, CAST(:tsq AS tsquery), 32)
+                                               + {boost}) AS score
+                    FROM {SOURCE}
+                    WHERE t.deleted_at IS NULL AND {visible} AND t.search_vector @@ CAST(:tsq AS tsquery)
+                    LIMIT :candidates
+                ) m ORDER BY m.score DESC, m.id LIMIT :limit
+            ) c"""), params)
+        found.update((r.id, r) for r in rows)
+    short = value.strip()
+    if len(found) < limit and len(short) <= 60 and any(len(w) >= 3 and w.isalpha() for w in short.split()):
+        # Few or no words matched: perhaps misspelt; the nearest titles by trigram similarity.
+        params.update(text=short, max_distance=1 - FUZZY_THRESHOLD)
+        rows = db.execute(text(f"""
+            SELECT k.*, NULL AS snippet FROM (
+                SELECT {columns}, least(1.0, 0.9 * (1 - (:text <<-> t.title)) + {boost}) AS score,
+                       :text <<-> t.title AS distance
                 FROM {SOURCE}
-                WHERE t.deleted_at IS NULL AND {visible} AND ({' OR '.join(matches)})
-                LIMIT :candidates
-            ) m ORDER BY m.score DESC, m.id LIMIT :limit
-        ) c ORDER BY c.score DESC, c.id"""), params)
+                WHERE t.deleted_at IS NULL AND {visible}
+                ORDER BY :text <<-> t.title LIMIT :limit
+            ) k WHERE k.distance <= :max_distance"""), params)
+        for r in rows:
+            if r.id not in found or found[r.id].score < r.score:
+                found[r.id] = r
+    rows = sorted(found.values(), key=lambda r: (-r.score, str(r.id)))[:limit]
     return [Suggestion(id=r.id, number=r.number, domain=r.domain, kind=r.kind, title=r.title, summary=r.summary,
                        snippet=safe_snippet(r.snippet), score=round(float(r.score), 4), solved=r.solved,
                        helpful=r.helpful, problem_id=r.problem_id) for r in rows]

@@ -51,6 +51,7 @@ class SearchQuery:
     codes: tuple[str, ...]  # record numbers named in the text, normalised (inc123 -> INC0000123)
     fuzzy: bool  # worth matching titles by trigram similarity (short text with letters)
     limit: int  # how many best hits each provider returns
+    typos: bool = True  # has words that may be misspelt (not only codes, numbers, host names)
     # Which kinds of match this call makes: "text" (full text), "codes" (record numbers), "fuzzy"
     # (trigrams). The search module asks for the costly trigram scans only when the cheap matches
     # did not fill the page (see search.service.search).

@@ -82,12 +82,15 @@ def prepare(db: Session, text_value: str, limit: int) -> SearchQuery:
     in `simple` (codes and words as written), OR-ed together."""
     value = " ".join(text_value.split())[:MAX_QUERY]
     tsq = db.execute(_PREPARE, {"q": value}).scalar_one()
-    fuzzy = any(c.isalpha() for c in value) and len(value) <= 60
+    # Typos are a matter of words: a text without one (a code, a record number, a host name) is
+    # matched exactly, except by CIs, whose names are matched by trigram anyway (Source.fuzzy_round).
+    fuzzy = len(value) <= 60 and any(c.isalpha() for c in value)
+    typos = fuzzy and any(len(word) >= 3 and word.isalpha() for word in value.split())
     # The statements are built to be driven by their indexes; with LIMIT over a filter that row-level
     # security makes look cheap, the planner would otherwise walk the table hoping to stop early.
     db.execute(text("SELECT set_config('pg_trgm.word_similarity_threshold', :th, true), "
                     "set_config('enable_seqscan', 'off', true)"), {"th": str(FUZZY_THRESHOLD)})
-    return SearchQuery(text=value, tsquery=tsq, codes=record_numbers(value), fuzzy=fuzzy, limit=limit)
+    return SearchQuery(text=value, tsquery=tsq, codes=record_numbers(value), fuzzy=fuzzy, limit=limit, typos=typos)
 
 
 def search(db: Session, actor: Actor, q: str, *, types: tuple[str, ...] = TYPES, cursor: str | None = None,
@@ -103,7 +106,7 @@ def search(db: Session, actor: Actor, q: str, *, types: tuple[str, ...] = TYPES,
     best: dict[tuple[str, str], SearchHit] = {}
     wanted = [s for s in SOURCES if s.type in types]
     for round_ in (1, 2, 3):
-        if round_ > 1 and (not query.fuzzy or query.codes or len(best) >= FUZZY_BELOW):
+        if round_ > 1 and (not query.typos or len(best) >= FUZZY_BELOW):
             break  # typos are looked for only when the words (not a record number) found next to nothing
         for source in wanted:
             if round_ == 1:
