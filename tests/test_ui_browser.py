@@ -210,7 +210,8 @@ PAGES = [("home", "/"), ("services", "/services"), ("service-tree", "/services/t
          ("change-windows", "/admin/windows"), ("profile", "/profile"), ("articles", "/articles"),
          ("search", "/search?q=portal"), ("notifications", "/notifications"), ("workflows", "/admin/workflows"),
          ("workflow-new", "/admin/workflows/new"), ("webhooks", "/admin/webhooks"), ("domains", "/admin/domains"),
-         ("change-new", "/changes/new"), ("service-new", "/services/new"), ("ci-new", "/cis/new")]
+         ("change-new", "/changes/new"), ("service-new", "/services/new"), ("ci-new", "/cis/new"),
+         ("cost-entry-new", "/costs/entries/new"), ("problem-new", "/problems/new"), ("article-new", "/articles/new")]
 
 
 @pytest.mark.parametrize(("name", "path"), PAGES, ids=[p[0] for p in PAGES])
@@ -237,6 +238,22 @@ def test_record_page_is_accessible(admin, name, listing, pattern):
     base = listing.split("?")[0]
     assert admin.go(f"{base}/{record}").status == 200
     admin.check(f"{name}-record")
+
+
+ROLES = ["service_desk_agent", "change_manager", "service_owner", "finance_officer", "auditor"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_home_page_by_role(browser, server, role):
+    """Each role's home page shows that role's work, and passes axe."""
+    expected = {"service_desk_agent": "My queue", "change_manager": "Approvals waiting",
+                "service_owner": "My services", "finance_officer": "PPT balance", "auditor": "Recent audit activity"}
+    session = Session(browser, server, f"healthcare.{role}")
+    try:
+        assert session.page.get_by_role("heading", name=expected[role]).is_visible()
+        session.check(f"home-{role.replace('_', '-')}")
+    finally:
+        session.close()
 
 
 # ---- journeys ------------------------------------------------------------------------------------------
