@@ -21,16 +21,10 @@ from gaas.catalog.schemas import (
     TreeNode,
 )
 from gaas.core.history import register_history
-from gaas.core.http import CurrentActor, DbSession, IfMatch, PageLimit, ReadDbSession, set_etag
+from gaas.core.http import CurrentActor, DbSession, IfMatch, PageLimit, PreRenderedJSON, ReadDbSession, set_etag
 from gaas.core.pagination import Page
 
 router = APIRouter(prefix="/api/v1", tags=["services"])
-
-
-class JSONText(Response):
-    """A JSON body the database already wrote (documented by the route's response_model)."""
-
-    media_type = "application/json"
 
 register_history("services", "service", lambda db, actor, id_: service.get_service(db, actor, id_))
 
@@ -67,11 +61,11 @@ def create_service(body: ServiceCreate, db: DbSession, actor: CurrentActor, resp
     return _one(response, service.create_service(db, actor, body))
 
 
-@router.get("/services/tree", response_model=list[TreeNode], response_class=JSONText,
+@router.get("/services/tree", response_model=list[TreeNode], response_class=PreRenderedJSON,
             summary="Every service tree of a domain (or of all visible domains), with rolled-up PPT costs")
 def domain_tree(db: DbSession, actor: CurrentActor,
                 domain: Annotated[str | None, Query(max_length=100)] = None) -> Response:
-    return JSONText(service.tree_json(db, actor, domain=domain))
+    return PreRenderedJSON(service.tree_json(db, actor, domain=domain))
 
 
 @router.get("/services/{service_id}", response_model=ServiceOut)
@@ -97,10 +91,10 @@ def restore_service(service_id: uuid.UUID, db: DbSession, actor: CurrentActor, r
     return _one(response, service.restore_service(db, actor, service_id))
 
 
-@router.get("/services/{service_id}/tree", response_model=list[TreeNode], response_class=JSONText,
+@router.get("/services/{service_id}/tree", response_model=list[TreeNode], response_class=PreRenderedJSON,
             summary="A service and its sub-tree, with rolled-up PPT costs")
 def service_tree(service_id: uuid.UUID, db: DbSession, actor: CurrentActor) -> Response:
-    return JSONText(service.tree_json(db, actor, root_id=service_id))
+    return PreRenderedJSON(service.tree_json(db, actor, root_id=service_id))
 
 
 @router.get("/services/{service_id}/relationships", response_model=list[RelationshipOut])

@@ -23,7 +23,7 @@ from gaas.cmdb.schemas import (
 )
 from gaas.core.errors import ValidationProblem
 from gaas.core.history import register_history
-from gaas.core.http import CurrentActor, DbSession, IfMatch, PageLimit, set_etag
+from gaas.core.http import CurrentActor, DbSession, IfMatch, PageLimit, PreRenderedJSON, set_etag
 from gaas.core.pagination import Page
 
 router = APIRouter(prefix="/api/v1", tags=["cmdb"])
@@ -152,10 +152,10 @@ def _types(relationship_types: str | None) -> list[CIRelationshipType] | None:
 
 def _json(report: dict) -> Response:
     """Large reports are serialised directly (documented by the route's response_model)."""
-    return Response(json.dumps(report, separators=(",", ":")), media_type="application/json")
+    return PreRenderedJSON(json.dumps(report, separators=(",", ":")))
 
 
-@router.get("/cis/{ci_id}/impact", response_model=ImpactReport, response_class=Response,
+@router.get("/cis/{ci_id}/impact", response_model=ImpactReport, response_class=PreRenderedJSON,
             summary="Everything affected if this CI fails, each at its shortest depth with the path that explains "
                     "it, and the services and business services reached")
 def impact(ci_id: uuid.UUID, db: DbSession, actor: CurrentActor,
@@ -167,7 +167,7 @@ def impact(ci_id: uuid.UUID, db: DbSession, actor: CurrentActor,
                                 relationship_types=_types(relationship_types), limit=limit, cursor=cursor))
 
 
-@router.get("/cis/{ci_id}/dependencies", response_model=ImpactReport, response_class=Response,
+@router.get("/cis/{ci_id}/dependencies", response_model=ImpactReport, response_class=PreRenderedJSON,
             summary="What this CI needs: the opposite direction of impact")
 def dependencies(ci_id: uuid.UUID, db: DbSession, actor: CurrentActor,
                  max_depth: Annotated[int, Query(ge=1, le=service.MAX_IMPACT_DEPTH)] = 10,

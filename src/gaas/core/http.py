@@ -12,6 +12,7 @@ from typing import Annotated
 
 import structlog
 from fastapi import Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -171,3 +172,12 @@ IfMatch = Annotated[int | None, Depends(if_match_version)]
 
 def set_etag(response: Response, version: int) -> None:
     response.headers["ETag"] = f'"{version}"'
+
+
+class PreRenderedJSON(JSONResponse):
+    """A body already serialised to JSON (by the database, or at once for a large report), sent
+    as it is. A JSONResponse, so that OpenAPI documents the route's response_model for it (a
+    plain Response would be documented as a string, or with no content at all)."""
+
+    def render(self, content: str | bytes) -> bytes:  # type: ignore[override]
+        return content.encode("utf-8") if isinstance(content, str) else content
