@@ -20,8 +20,7 @@ def search_incidents(db: Session, actor: Actor, query: SearchQuery) -> list[Sear
     statement, params = sql_hits(source="gaas_incident_mgmt.incidents t", number="t.number",
                                  title="t.short_description",
                                  document="concat_ws(' ', t.description, t.resolution_notes)",
-                                 status="t.status::text", visible=visible, query=query, params=params,
-                                 nearest=False)
+                                 status="t.status::text", visible=visible, query=query, params=params)
     return run_hits(db, "incident", "/api/v1/incidents", statement, params)
 
 

@@ -41,8 +41,7 @@ MAX_TERMS = 12
 def scope_sql(actor: Actor, permission: str, name: str, params: dict[str, Any]) -> str:
     """SQL over `t.domain`: the domains where `permission` holds (global rows for holders anywhere)."""
     allowed = actor.domains_with(permission)
-    if allowed is None or (allowed and allowed == actor.visible_domains):
-        # every domain row-level security shows (and global rows, which it shows to everyone)
+    if allowed is None:
         return "true" if actor.can_anywhere(permission) else "false"
     parts = []
     if allowed:
@@ -139,16 +138,19 @@ def suggest(db: Session, actor: Actor, value: str, *, domain: str | None = None,
         found.update((r.id, r) for r in rows)
     short = value.strip()
     if len(found) < limit and len(short) <= 60 and any(len(w) >= 3 and w.isalpha() for w in short.split()):
-        # Few or no words matched: perhaps misspelt; the nearest titles by trigram similarity.
-        params.update(text=short, max_distance=1 - FUZZY_THRESHOLD)
+        # Few or no words matched: perhaps misspelt; titles by trigram word similarity.
+        params.update(text=short)
+        db.execute(text("SELECT set_config('pg_trgm.word_similarity_threshold', :th, true)"),
+                   {"th": str(FUZZY_THRESHOLD)})
         rows = db.execute(text(f"""
             SELECT k.*, NULL AS snippet FROM (
-                SELECT {columns}, least(1.0, 0.9 * (1 - (:text <<-> t.title)) + {boost}) AS score,
-                       :text <<-> t.title AS distance
-                FROM {SOURCE}
-                WHERE t.deleted_at IS NULL AND {visible}
-                ORDER BY :text <<-> t.title LIMIT :limit
-            ) k WHERE k.distance <= :max_distance"""), params)
+                SELECT m.* FROM (
+                    SELECT {columns}, least(1.0, 0.9 * word_similarity(:text, t.title) + {boost}) AS score
+                    FROM {SOURCE}
+                    WHERE t.deleted_at IS NULL AND {visible} AND :text <% t.title
+                    LIMIT :candidates
+                ) m ORDER BY m.score DESC, m.id LIMIT :limit
+            ) k"""), params)
         for r in rows:
             if r.id not in found or found[r.id].score < r.score:
                 found[r.id] = r

@@ -98,7 +98,7 @@ def safe_snippet(raw: str | None) -> str | None:
 
 def sql_hits(*, source: str, number: str | None, title: str, document: str, status: str, visible: str,
              query: SearchQuery, params: dict[str, Any] | None = None, extra_score: str = "0",
-             extra_columns: str = "", fuzzy_title: bool = True, nearest: bool = True) -> tuple[Any, dict[str, Any]]:
+             extra_columns: str = "", fuzzy_title: bool = True, nearest: bool = False) -> tuple[Any, dict[str, Any]]:
     """One provider statement. `source` is the FROM clause, the searched table aliased `t` (with
     whatever it joins); `visible` is the provider's SQL filter (its permission rules; row-level
     security applies as well), with its bind `params`. Typos are matched nearest-first through a
@@ -179,8 +179,8 @@ def domain_scope(actor: Actor, permission: str, params: dict[str, Any], name: st
     """SQL over `t.domain`: the domains where `permission` holds, as list queries filter them (for
     records that always have a domain)."""
     allowed = actor.domains_with(permission)
-    if allowed is None or allowed == actor.visible_domains:
-        return "true"  # row-level security already limits the rows to these domains
+    if allowed is None:
+        return "true"
     if not allowed:
         return "false"
     params[name] = sorted(allowed)

@@ -26,8 +26,8 @@ class Source:
     provider: str  # "module:function"
     reindex: str | None = None  # "module:function" rebuilding one batch of search vectors
     # When its trigram (typo) matching runs: 1 with the exact matches (CIs: names are what they are
-    # searched by), 2 if the exact matches did not fill the page, 3 if that did not either (the
-    # million-row tables).
+    # searched by), 2 if the exact matches found next to nothing, 3 if that did not either (the
+    # million-row incidents).
     fuzzy_round: int = 2
 
 

@@ -58,11 +58,6 @@ BEGIN
 END
 $$"""
 
-# Typo-tolerant title search walks these nearest-first (KNN); CIs have theirs (0003).
-# (Incidents are matched by threshold through the specification's GIN trigram index instead.)
-KNN_TITLES = {(K, "articles"): "title", (S, "services"): "name", (I, "problems"): "short_description",
-              (C, "changes"): "short_description"}
-
 # (schema, table, trigger columns, the vector from NEW.* with `cfg` the row's language)
 SEARCHED = {
     (S, "services"): ("domain, number, name, description", """
@@ -101,8 +96,6 @@ def upgrade() -> None:
     _links_feedback_stats()
     for (schema, table), (columns, vector) in SEARCHED.items():
         _searchable(schema, table, columns, vector)
-    for (schema, table), column in KNN_TITLES.items():
-        op.execute(f"CREATE INDEX idx_{table}_title_knn ON {schema}.{table} USING gist({column} gist_trgm_ops)")
     op.execute(LEAKPROOF_TS.replace("__MARK__", "LEAKPROOF"))
 
 
@@ -185,8 +178,14 @@ CREATE TABLE {K}.articles (
     op.execute(f"CREATE INDEX idx_articles_domain ON {K}.articles(domain) WHERE deleted_at IS NULL")
     op.execute(f"CREATE INDEX idx_articles_created_at ON {K}.articles(created_at)")
     op.execute(f"CREATE INDEX idx_articles_status ON {K}.articles(status) WHERE deleted_at IS NULL")
-    op.execute(f"CREATE INDEX idx_articles_search ON {K}.articles USING gin(search_vector)")
-    op.execute(f"CREATE INDEX idx_articles_title_trgm ON {K}.articles USING gin(title gin_trgm_ops)")
+    # Domain first (btree_gin): a reader of one domain is served from that domain's entries, not from
+    # every domain's rows filtered one by one by row-level security; global articles have their own.
+    op.execute(f"CREATE INDEX idx_articles_search ON {K}.articles USING gin(domain, search_vector)")
+    op.execute(f"CREATE INDEX idx_articles_search_global ON {K}.articles USING gin(search_vector) "
+               "WHERE domain IS NULL")
+    op.execute(f"CREATE INDEX idx_articles_title_trgm ON {K}.articles USING gin(domain, title gin_trgm_ops)")
+    op.execute(f"CREATE INDEX idx_articles_title_trgm_global ON {K}.articles USING gin(title gin_trgm_ops) "
+               "WHERE domain IS NULL")
     op.execute(f"CREATE INDEX idx_articles_valid_to ON {K}.articles(valid_to) "
                "WHERE status = 'published' AND valid_to IS NOT NULL AND deleted_at IS NULL")
     op.execute(f"CREATE INDEX idx_articles_problem ON {K}.articles(problem_id) WHERE problem_id IS NOT NULL")
@@ -399,14 +398,14 @@ $$""")
                f"FOR EACH ROW EXECUTE FUNCTION {function}()")
     # Existing rows: touching a trigger column recomputes the vector.
     op.execute(f"UPDATE {schema}.{table} SET domain = domain")
-    if table != "articles":
+    if table == "incidents":  # a million rows: domain first, as for articles
+        op.execute(f"CREATE INDEX idx_{table}_search ON {schema}.{table} USING gin(domain, search_vector)")
+    elif table != "articles":
         op.execute(f"CREATE INDEX idx_{table}_search ON {schema}.{table} USING gin(search_vector)")
 
 
 def downgrade() -> None:
     op.execute(LEAKPROOF_TS.replace("__MARK__", "NOT LEAKPROOF"))
-    for (schema, table), _ in KNN_TITLES.items():
-        op.execute(f"DROP INDEX IF EXISTS {schema}.idx_{table}_title_knn")
     for (schema, table), _ in SEARCHED.items():
         if table == "articles":
             continue
