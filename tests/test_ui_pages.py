@@ -373,3 +373,47 @@ def test_problems_link_and_unlink_incidents(admin):
     assert linked.status_code == 200 and f'name="unlink" value="{incident}"' in linked.text
     unlinked = admin.post(f"/problems/{problem}/incidents", data={"csrf": token, "unlink": incident})
     assert unlinked.status_code == 200 and f'name="unlink" value="{incident}"' not in unlinked.text
+
+
+def test_an_article_is_written_reviewed_by_another_person_and_published(app, admin):
+    writer = login(app, "healthcare.service_desk_agent")
+    form = writer.get("/articles/new")
+    created = writer.post("/articles/new", data={"csrf": csrf_of(form.text), "domain": "healthcare",
+                                                 "title": "Printer queue stuck", "audience": "everyone",
+                                                 "keywords": "printer, queue", "body": "Restart the **spooler**."})
+    assert created.status_code == 200 and "Send to review" in created.text
+    article_id = re.search(r'action="/articles/([0-9a-f-]{36})/submit"', created.text).group(1)
+    submitted = writer.post(f"/articles/{article_id}/submit", data={"csrf": csrf_of(created.text),
+                                                                    "version": version_of(created.text)})
+    assert submitted.status_code == 200, submitted.text
+    review = admin.get(f"/articles/{article_id}")
+    published = admin.post(f"/articles/{article_id}/approve", data={"csrf": csrf_of(review.text),
+                                                                     "version": version_of(review.text),
+                                                                     "comment": "Clear and correct"})
+    assert published.status_code == 200
+    assert 'id="article-status">Published' in published.text and "<strong>spooler</strong>" in published.text
+
+
+def test_a_workflow_is_defined_step_by_step(admin):
+    page = admin.get("/admin/workflows/new")
+    created = admin.post("/admin/workflows/new", data={
+        "csrf": csrf_of(page.text), "name": "Two-step review", "domain": "healthcare", "trigger_type": "manual",
+        "active": "on", "trigger_config": "{}",
+        "s0_type": "approval", "s0_step": "1", "s0_name": "Manager", "s0_approver_role": "change_manager",
+        "s0_approvals_required": "1", "s0_sla_hours": "8",
+        "s1_type": "notification", "s1_step": "2", "s1_name": "Tell the requester", "s1_subject": "Approved",
+        "s1_body": "Your request was approved", "s1_recipients": "requester", "s2_type": ""})
+    assert created.status_code == 200, created.text
+    assert "Two-step review" in created.text and 'value="change_manager"' in created.text
+    assert 'value="Tell the requester"' in created.text
+
+
+def test_a_new_webhook_shows_its_secret_once(admin):
+    page = admin.get("/admin/webhooks/new")
+    created = admin.post("/admin/webhooks/new", data={"csrf": csrf_of(page.text), "name": "Ticket bridge",
+                                                      "url": "https://hooks.example.org/gaas", "domain": "healthcare",
+                                                      "event_types": "incident.*, change.approved", "active": "on"})
+    assert created.status_code == 201 and "shown this once" in created.text and "Delivery log" in created.text
+    hook_id = re.search(r'action="/admin/webhooks/([0-9a-f-]{36})"', created.text).group(1)
+    again = admin.get(f"/admin/webhooks/{hook_id}")
+    assert "shown this once" not in again.text and "change.approved" in again.text
