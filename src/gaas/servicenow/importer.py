@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from gaas.cmdb import service as cmdb
@@ -370,6 +370,8 @@ class Importer:
         self.progress = progress or (lambda _n: None)
         self.index = Index()
         self.result = Result()
+        self._savepoint: Any = None
+        self._new_keys: list[ExternalKey] = []
 
     # ---- the run ----
 
@@ -396,6 +398,11 @@ class Importer:
                 self.result.by_table[row.table] = self.result.by_table.get(row.table, 0) + 1
                 self._row(row)
                 self.progress(1)
+        columns = ("id", "domain", "source_table", "sys_id", "target_type", "target_id", "display_value",
+                   "fingerprint", "extra")
+        for start in range(0, len(self._new_keys), 1000):
+            self.db.execute(insert(ExternalKey), [{col: getattr(k, col) for col in columns}
+                                                  for k in self._new_keys[start:start + 1000]])
         return self.result
 
     def _load_keys(self) -> None:
@@ -411,32 +418,35 @@ class Importer:
         if not row.sys_id or not c.is_sys_id(row.sys_id):
             self._error(row, "sys_id", f"'{row.get('sys_id')}' is not a sys_id")
             return
-        savepoint = self.db.begin_nested()
+        self._savepoint = None
         try:
             outcome = getattr(self, f"_import_{fam}")(row)
-            savepoint.commit()
-        except RowError as exc:
-            savepoint.rollback()
-            self._error(row, exc.field, exc.message)
-            return
-        except m.WriteError as exc:
-            savepoint.rollback()
-            for error in exc.errors or [{"field": "body", "message": exc.detail}]:
-                self._error(row, error["field"], error["message"])
-            return
-        except Problem as exc:
-            savepoint.rollback()
-            errors = exc.errors or [{"field": "-", "message": exc.detail}]
-            names = {v: k for k, v in m._sn_names(m.TABLES[row.table if row.table in m.TABLES else "cmdb_ci"]).items()}
-            for error in errors:
-                self._error(row, names.get(error.get("field"), error.get("field", "-")),
-                            error.get("message") or exc.detail)
-            return
-        except Unresolved as exc:
-            savepoint.rollback()
-            self._error(row, "-", str(exc))
+            if self._savepoint is not None:
+                self._savepoint.commit()
+        except (RowError, Problem, Unresolved) as exc:
+            if self._savepoint is not None:
+                self._savepoint.rollback()
+            self._refused(row, exc)
             return
         setattr(self.result, outcome, getattr(self.result, outcome) + 1)
+
+    def _begin(self) -> None:
+        """Before a row's first write: its savepoint (an unchanged row costs no round trip)."""
+        if self._savepoint is None:
+            self._savepoint = self.db.begin_nested()
+
+    def _refused(self, row: SourceRow, exc: Exception) -> None:
+        if isinstance(exc, RowError):
+            self._error(row, exc.field, exc.message)
+        elif isinstance(exc, m.WriteError):
+            for error in exc.errors or [{"field": "body", "message": exc.detail}]:
+                self._error(row, error["field"], error["message"])
+        elif isinstance(exc, Problem):
+            m.TABLES[row.table if row.table in m.TABLES else "cmdb_ci"].rename(exc)
+            for error in exc.errors or [{"field": "-", "message": exc.detail}]:
+                self._error(row, error.get("field", "-"), error.get("message") or exc.detail)
+        else:
+            self._error(row, "-", str(exc))
 
     def _error(self, row: SourceRow, field_: str, message: str) -> None:
         self.result.errors.append({"file": row.file, "line": row.line, "table": row.table, "sys_id": row.sys_id,
@@ -448,10 +458,12 @@ class Importer:
         fam = family(row.table)
         key = self.index.keys.get((fam, row.sys_id))
         if key is None:
-            key = ExternalKey(domain=self.domain, source_table=fam, sys_id=row.sys_id, target_type=target_type,
-                              target_id=target_id, display_value=display, fingerprint=print_, extra=extra or {})
-            self.db.add(key)
-            self.db.flush()
+            # Written in bulk at the end of the run (a row's key is its last write, so a row that
+            # fails never leaves one); the index answers references meanwhile.
+            key = ExternalKey(id=uuid.uuid4(), domain=self.domain, source_table=fam, sys_id=row.sys_id,
+                              target_type=target_type, target_id=target_id, display_value=display,
+                              fingerprint=print_, extra=extra or {})
+            self._new_keys.append(key)
             self.index.keys[(fam, row.sys_id)] = key
             return "created"
         self.db.execute(update(ExternalKey).where(ExternalKey.id == key.id).values(
@@ -498,6 +510,7 @@ class Importer:
         print_ = fingerprint({"name": name})
         if self._unchanged(row, print_):
             return "unchanged"
+        self._begin()
         return self._keep(row, "group", None, name, print_)
 
     def _import_cmdb_rel_type(self, row: SourceRow) -> str:
@@ -507,6 +520,7 @@ class Importer:
         print_ = fingerprint({"name": name})
         if self._unchanged(row, print_):
             return "unchanged"
+        self._begin()
         return self._keep(row, "rel_type", None, name, print_)
 
     def _import_sys_user(self, row: SourceRow) -> str:
@@ -517,6 +531,7 @@ class Importer:
         print_ = fingerprint(data)
         if self._unchanged(row, print_):
             return "unchanged"
+        self._begin()
         existing = self._existing(row)
         if existing is not None:
             return self._keep(row, "user", existing.target_id, name or user_name, print_)
@@ -547,6 +562,7 @@ class Importer:
         print_ = fingerprint({"fields": resolved, "attributes": attributes})
         if self._unchanged(row, print_):
             return "unchanged"
+        self._begin()
         existing = self._existing(row)
         values_body = {**resolved, "sys_domain": self.domain}
         if existing is None:
@@ -602,6 +618,7 @@ class Importer:
         print_ = fingerprint({"source": source.hex, "target": target.hex, "type": kind.value})
         if self._unchanged(row, print_):
             return "unchanged"
+        self._begin()
         existing = self._existing(row)
         if existing is not None and existing.target_id is not None:
             old = self.db.get(CIRelationship, existing.target_id)
@@ -643,6 +660,7 @@ class Importer:
         print_ = fingerprint({"fields": body, "caller": caller_id, "opened": opened})
         if self._unchanged(row, print_):
             return "unchanged"
+        self._begin()
         existing = self._existing(row)
         plain = self._plain_lookups()
         if existing is None:
@@ -674,6 +692,7 @@ class Importer:
         print_ = fingerprint({"fields": body})
         if self._unchanged(row, print_):
             return "unchanged"
+        self._begin()
         existing = self._existing(row)
         plain = self._plain_lookups()
         if existing is None:
@@ -697,6 +716,7 @@ class Importer:
         print_ = fingerprint({"fields": body, "state": target})
         if self._unchanged(row, print_):
             return "unchanged"
+        self._begin()
         existing = self._existing(row)
         plain = self._plain_lookups()
         from gaas.changes import service as changes
@@ -724,6 +744,7 @@ class Importer:
         print_ = fingerprint({"fields": body})
         if self._unchanged(row, print_):
             return "unchanged"
+        self._begin()
         existing = self._existing(row)
         plain = self._plain_lookups()
         if existing is None:
