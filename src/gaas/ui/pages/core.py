@@ -281,10 +281,20 @@ def _queue(db, ui: UI) -> dict[str, Any]:
 
     mine, _ = incidents.list_incidents(db, ui.actor, assigned_to=ui.actor.user_id, open_only=True,
                                        sort="priority", limit=25)
-    open_rows, _ = incidents.list_incidents(db, ui.actor, open_only=True, sort="priority", limit=100)
-    unassigned = [i for i in open_rows if i.assigned_to is None][:25]
+    # The agent's groups: the assignment groups of the incidents they work (there are no group
+    # records); without any, the open unassigned incidents of their domains.
+    recent, _ = incidents.list_incidents(db, ui.actor, assigned_to=ui.actor.user_id, sort="-updated_at", limit=50)
+    groups = sorted({i.assigned_group for i in [*mine, *recent] if i.assigned_group})
+    candidates = []
+    for group in groups[:5]:
+        rows, _ = incidents.list_incidents(db, ui.actor, assigned_group=group, open_only=True, sort="priority",
+                                           limit=50)
+        candidates += rows
+    if not groups:
+        candidates, _ = incidents.list_incidents(db, ui.actor, open_only=True, sort="priority", limit=100)
+    unassigned = [i for i in candidates if i.assigned_to is None][:25]
     now = datetime.now(UTC)
-    return {"mine": [(i, *sla_state(i.sla_due, i.sla_breached, now)) for i in mine],
+    return {"mine": [(i, *sla_state(i.sla_due, i.sla_breached, now)) for i in mine], "groups": groups,
             "unassigned": [(i, *sla_state(i.sla_due, i.sla_breached, now)) for i in unassigned]}
 
 
