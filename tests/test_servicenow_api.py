@@ -7,6 +7,8 @@ import base64
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gaas.iam import basic_auth
 from gaas.servicenow import query as encoded
@@ -249,3 +251,50 @@ def test_agent_permissions_hold(setup):
     bad = client.patch(f"/api/now/table/incident/{inc['sys_id']}", headers=agent.headers, json={"state": "7"})
     assert bad.status_code == 400 and "close_notes" in str(error_of(bad))
     assert uuid.UUID(inc["sys_id"])
+
+
+_PIECES = st.sampled_from(["state", "priority", "impact", "short_description", "assigned_to", "cmdb_ci",
+                           "sys_created_on", "active", "number", "caller_id.name", "u_x", "hold_reason",
+                           "assignment_group", "sys_id", "made_sla", "sys_mod_count"])
+_OPS = st.sampled_from(["=", "!=", "<", ">", "<=", ">=", "LIKE", "NOT LIKE", "STARTSWITH", "ENDSWITH", "IN",
+                        "NOT IN", "ISEMPTY", "ISNOTEMPTY", "BETWEEN", "ON", "SAMEAS", ""])
+_VALUES = st.one_of(st.sampled_from(["1", "3", "6", "true", "2025-01-01 00:00:00", "a" * 32, "x,y", "", "é^^",
+                                     "javascript:gs.now()", "-1", "99"]), st.text(max_size=12))
+_TERMS = st.tuples(_PIECES, _OPS, _VALUES).map(lambda t: "".join(t))
+_QUERIES = st.lists(st.tuples(st.sampled_from(["^", "^OR", "^NQ", "^ORDERBY", "^ORDERBYDESC"]), _TERMS),
+                    max_size=4).map(lambda parts: "".join(j + t for j, t in parts).lstrip("^"))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=_QUERIES)
+def test_any_encoded_query_is_answered_or_refused_never_a_500(setup, query):
+    r = setup["client"].get("/api/now/table/incident", headers=setup["admin"].headers,
+                            params={"sysparm_query": query, "sysparm_limit": "5"})
+    assert r.status_code in (200, 400), r.text  # StrictClient fails any 5xx on the spot
+    if r.status_code == 400:
+        error_of(r)
+
+
+@pytest.mark.parametrize(("body", "named"), [
+    ({"short_description": "x", "state": "5"}, "state"),
+    ({"short_description": "x", "impact": "high"}, "impact"),
+    ({"short_description": "x", "cmdb_ci": "f" * 32}, "cmdb_ci"),
+    ({"short_description": "x", "cmdb_ci": "no such ci name"}, "cmdb_ci"),
+    ({"short_description": "x", "assigned_to": "nobody@example.org"}, "assigned_to"),
+    ({"short_description": ""}, "short_description"),
+    ({"short_description": "x", "u_custom": "1"}, "u_custom"),
+    ({"short_description": "x", "sys_domain": "no-such-domain"}, "no-such-domain"),  # 403, as elsewhere
+    ([{"short_description": "x"}], "body"),
+])
+def test_bad_writes_are_400_naming_the_field(setup, body, named):
+    r = setup["client"].post("/api/now/table/incident", headers=setup["admin"].headers, json=body)
+    assert r.status_code in (400, 403), r.text
+    error = error_of(r)
+    assert named in error["message"] + (error["detail"] or ""), error
+
+
+def test_malformed_json_is_400(setup):
+    r = setup["client"].post("/api/now/table/incident", headers={**setup["admin"].headers,
+                                                                 "content-type": "application/json"},
+                             content=b"{not json")
+    assert r.status_code == 400 and error_of(r)
