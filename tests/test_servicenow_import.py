@@ -209,6 +209,15 @@ def test_changed_record_is_updated_and_bad_rows_named(world: World, database, tm
                               s="c" * 32)[0]
     assert row == {"short_description": "Slow since Monday", "status": "resolved"}
 
+    # The Table API answers for the record under its ServiceNow sys_id too (scripts keep theirs).
+    shown = world.client.get(f"/api/now/table/incident/{'c' * 32}", headers=owner.headers)
+    assert shown.status_code == 200 and shown.json()["result"]["short_description"] == "Slow since Monday"
+    assert shown.json()["result"]["sys_id"] != "c" * 32
+    server = world.client.get(f"/api/now/table/cmdb_ci_server/{'b' * 32}", headers=owner.headers).json()["result"]
+    assert server["name"] == "db-host" and server["ip_address"] == "10.9.9.9"
+    other = world.user(world.domain(), "domain_admin")
+    assert world.client.get(f"/api/now/table/incident/{'c' * 32}", headers=other.headers).status_code == 404
+
 
 XML_UNLOAD = """<?xml version="1.0" encoding="UTF-8"?>
 <unload unload_date="2025-03-01 10:00:00">

@@ -27,7 +27,7 @@ from gaas.iam import basic_auth
 from gaas.iam import service as iam
 from gaas.servicenow import query as encoded
 from gaas.servicenow.codes import parse_sys_id
-from gaas.servicenow.mapping import TABLES, Lookups, Render, Table, WriteError
+from gaas.servicenow.mapping import TABLES, Lookups, Render, Table, WriteError, imported_target
 
 log = logging.getLogger("gaas.servicenow")
 MAX_LIMIT = 10_000  # ServiceNow's own default page size, and GaaS's ceiling for it
@@ -183,6 +183,19 @@ def _sys_id(value: str) -> uuid.UUID:
         raise NotFound(f"No record {value}.") from exc
 
 
+def _record(db, actor: Actor, table: Table, value: str) -> Any:
+    """The record a path's sys_id names: a GaaS id, or the ServiceNow sys_id of an imported record
+    (kept as its external key), so that scripts holding ServiceNow's sys_ids keep working."""
+    record_id = _sys_id(value)
+    try:
+        return table.get(db, actor, record_id)
+    except NotFound:
+        target = imported_target(db, table.name, record_id.hex)
+        if target is None:
+            raise
+        return table.get(db, actor, target)
+
+
 def _links(request: Request, offset: int, limit: int, total: int) -> str:
     base = str(request.url.remove_query_params(["sysparm_offset", "sysparm_limit"])).split("?", 1)
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("sysparm_offset", "sysparm_limit")]
@@ -234,7 +247,7 @@ def list_records(table_name: str, request: Request, db: DbSession, actor: Servic
 def get_record(table_name: str, sys_id: str, request: Request, db: DbSession, actor: ServiceNowActor) -> Response:
     table = _table(table_name)
     render = _render(request, db, actor, table)
-    record = table.get(db, actor, _sys_id(sys_id))
+    record = _record(db, actor, table, sys_id)
     render.prepare(table, [record])
     return JSONResponse({"result": render.record(table, record)})
 
@@ -276,7 +289,7 @@ def _update(table_name: str, sys_id: str, request: Request, db, actor: Actor, pa
     if table.update is None:
         raise _refuse(table, "updated")
     render = _render(request, db, actor, table)
-    record = table.get(db, actor, _sys_id(sys_id))
+    record = _record(db, actor, table, sys_id)
     with _named(table):
         record = table.update(db, actor, record, _body(payload), Lookups(db, actor), if_match)
     render.prepare(table, [record])
@@ -300,7 +313,7 @@ def delete_record(table_name: str, sys_id: str, db: DbSession, actor: ServiceNow
     table = _table(table_name)
     if table.delete is None:
         raise _refuse(table, "deleted")
-    record = table.get(db, actor, _sys_id(sys_id))
+    record = _record(db, actor, table, sys_id)
     with _named(table):
         table.delete(db, actor, record)
     return Response(status_code=204)

@@ -592,6 +592,13 @@ class Render:
         return out
 
 
+def imported_target(db: Session, table: str, sys_id: str) -> uuid.UUID | None:
+    """The GaaS record a ServiceNow sys_id was imported as (row-level security applies)."""
+    family = "cmdb_ci" if table.startswith("cmdb_ci") and table != "cmdb_rel_ci" else table
+    return db.scalar(select(ExternalKey.target_id).where(ExternalKey.source_table == family,
+                                                         ExternalKey.sys_id == sys_id).limit(1))
+
+
 # ---- shared write helpers -------------------------------------------------------------------------------
 
 def _domain_of(actor: Actor, body: dict[str, Any], table: str, *, allow_global: bool = False) -> str | None:
