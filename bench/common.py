@@ -111,7 +111,11 @@ def raw(url: str) -> psycopg.Connection:
     return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
 
 
+PRINTED: list[tuple[str, Figure]] = []  # every figure of this run, for `python -m bench all`'s summary
+
+
 def print_table(title: str, figures: list[Figure]) -> None:
+    PRINTED.extend((title, figure) for figure in figures)
     table = Table(title=title)
     for column in ("measured", "n", "median ms", "p95 ms", "ops/s", "baseline", "base median ms",
                    "base ops/s", "ratio"):
@@ -145,3 +149,15 @@ def running_server(db: BenchDatabase) -> Iterator[httpx.Client]:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def print_summary() -> None:
+    """One table of every figure printed in this run: what, at which scale, median, p95, the
+    same-run baseline and the ratio."""
+    table = Table(title="Every benchmark of this run")
+    for column in ("suite (scale)", "figure", "median ms", "p95 ms", "baseline", "base median ms", "ratio"):
+        table.add_column(column, justify="left" if column in ("suite (scale)", "figure", "baseline") else "right")
+    for title, figure in PRINTED:
+        cells = figure.row()
+        table.add_row(title, figure.what, cells[2], cells[3], cells[5], cells[6], cells[8])
+    console.print(table)
