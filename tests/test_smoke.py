@@ -11,6 +11,13 @@ def test_health_and_ready(client):
     assert ready.json()["revision"] == bootstrap.head_revision()
 
 
+def test_every_response_carries_the_security_headers(client):
+    for response in (client.get("/api/health"), client.get("/api/v1/users"), client.get("/api/v1/nowhere")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "no-referrer"
+
+
 def test_unauthenticated_is_a_problem(client):
     response = client.get("/api/v1/users")
     body = assert_problem(response, 401)

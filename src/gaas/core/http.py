@@ -26,6 +26,11 @@ log = logging.getLogger("gaas.http")
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
+# API answers are never sniffed into another type, framed, or sent on as a referrer.
+_API_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                (b"referrer-policy", b"no-referrer"))
+
+
 class RequestIdMiddleware:
     """Accept a sane client X-Request-ID or make one; expose it to handlers and on every response."""
 
@@ -39,6 +44,8 @@ class RequestIdMiddleware:
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID_OK.match(incoming) else str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
+        path = scope.get("path", "")
+        api = path.startswith("/api") or path == "/metrics"
 
         started = False
 
@@ -48,6 +55,9 @@ class RequestIdMiddleware:
                 started = True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                if api:  # the web interface sets its own, stricter ones (ui.web.SecurityHeadersMiddleware)
+                    present = {name.lower() for name, _ in headers}
+                    headers.extend((name, value) for name, value in _API_HEADERS if name not in present)
                 message["headers"] = headers
             await send(message)
 
