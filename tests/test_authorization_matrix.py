@@ -96,6 +96,9 @@ def AUTH(note: str) -> Rule:
 
 V1 = "/api/v1"
 
+# hidden(...) on a read by id: the API answers 404, not 403, for a record the caller may not see,
+# so that a refusal does not confirm the record exists. Writes whose record is invisible to a
+# caller are refused the same way (say so with `by`).
 MATRIX: dict[tuple[str, ...], Rule] = {
     # -- operations ---------------------------------------------------------------------------------
     ("GET", "/api/health"): OPEN,
