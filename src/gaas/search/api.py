@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from gaas.core.errors import ValidationProblem
-from gaas.core.http import CurrentActor, DbSession
+from gaas.core.http import CurrentActor, ReadDbSession
 from gaas.search import service
 from gaas.search.schemas import SearchPage, SearchResult
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/v1", tags=["search"])
 @router.get("/search", response_model=SearchPage,
             summary="One ranked list across articles, incidents, problems, changes, services and CIs")
 def search(
-    db: DbSession, actor: CurrentActor,
+    db: ReadDbSession, actor: CurrentActor,
     q: Annotated[str, Query(min_length=1, max_length=service.MAX_QUERY,
                             description='Words (typos tolerated), "a phrase", -excluded, or a record number')],
     types: Annotated[str | None, Query(max_length=200, description=f"Comma-separated subset of {list(service.TYPES)}"
