@@ -96,6 +96,11 @@ def AUTH(note: str) -> Rule:
 
 V1 = "/api/v1"
 
+# The roles without change.edit, answered 200 by a PATCH of a change that changes nothing.
+NO_OP_CHANGE_EDIT = Deviation(
+    {role: 200 for role, (_, permissions) in DEFAULT_ROLES.items() if "change.edit" not in permissions},
+    "a PATCH that changes nothing skips the change.edit check")
+
 # hidden(...) on a read by id: the API answers 404, not 403, for a record the caller may not see,
 # so that a refusal does not confirm the record exists. Writes whose record is invisible to a
 # caller are refused the same way (say so with `by`).
@@ -233,9 +238,7 @@ MATRIX: dict[tuple[str, ...], Rule] = {
     # (nothing written) before any permission is checked: changes.service.update_change drops the
     # unchanged fields (_effective) and _authorize then has nothing to authorise. Nothing is
     # written and the caller may read the change anyway, but the answer should be 403 change.edit.
-    ("PATCH", f"{V1}/changes/{{change_id}}", "unchanged values"): P("change.edit", deviation=Deviation(
-        {role: 200 for role in ("service_owner", "service_desk_agent", "cmdb_admin", "finance_officer", "auditor")},
-        "a no-op PATCH skips the change.edit check")),
+    ("PATCH", f"{V1}/changes/{{change_id}}", "unchanged values"): P("change.edit", deviation=NO_OP_CHANGE_EDIT),
     ("DELETE", f"{V1}/changes/{{change_id}}"): P("change.delete"),
     ("POST", f"{V1}/changes/{{change_id}}/restore"): P("change.delete"),
     ("GET", f"{V1}/changes/{{change_id}}/conflicts"): hidden("change.view"),
@@ -355,6 +358,16 @@ MATRIX: dict[tuple[str, ...], Rule] = {
     ("PUT", "/api/now/table/{table_name}/{sys_id}"): P("incident.edit"),
     ("PATCH", "/api/now/table/{table_name}/{sys_id}"): P("incident.edit"),
     ("DELETE", "/api/now/table/{table_name}/{sys_id}"): P("incident.delete"),
+    # KNOWN DEVIATION, the same one through the Table API (it calls changes.service.update_change).
+    ("PATCH", "/api/now/table/{table_name}/{sys_id}", "change_request, unchanged values"): P(
+        "change.edit", deviation=NO_OP_CHANGE_EDIT),
+    # Creating through the other writable tables: each refused as its module refuses it.
+    ("POST", "/api/now/table/{table_name}", "problem"): P("problem.manage"),
+    ("POST", "/api/now/table/{table_name}", "change_request"): P("change.create"),
+    ("POST", "/api/now/table/{table_name}", "cmdb_ci_server"): P("ci.create"),
+    ("POST", "/api/now/table/{table_name}", "cmdb_rel_ci"): P("ci.edit"),
+    ("POST", "/api/now/table/{table_name}", "sys_user"): P("user.create"),
+    ("POST", "/api/now/table/{table_name}", "kb_knowledge"): P("knowledge.write"),
 }
 
 # Routes under /api/ that are not operations of the API: the schema and its viewer (public by
@@ -904,6 +917,15 @@ def sn_incident_fields() -> dict[str, Any]:
     return {"short_description": unique("Printer on fire "), "impact": "2", "urgency": "2"}
 
 
+def sn_create(table: str, fields: Callable[[Records], dict[str, Any]]) -> Builder:
+    def build(r: Records, c: Caller) -> Req:
+        body = fields(r)
+        if table != "cmdb_rel_ci":
+            body["sys_domain"] = r.domain
+        return Req(path={"table_name": table}, json=body)
+    return build
+
+
 def sn_record(write: dict[str, Any] | None = None) -> Builder:
     def build(r: Records, c: Caller) -> Req:
         incident = r.new_incident()
@@ -1167,6 +1189,22 @@ REQUESTS: dict[tuple[str, ...], Builder] = {
     ("PUT", "/api/now/table/{table_name}/{sys_id}"): sn_record({"description": "Matrix"}),
     ("PATCH", "/api/now/table/{table_name}/{sys_id}"): sn_record({"description": "Matrix"}),
     ("DELETE", "/api/now/table/{table_name}/{sys_id}"): sn_record(),
+    ("PATCH", "/api/now/table/{table_name}/{sys_id}", "change_request, unchanged values"): lambda r, c: Req(
+        path={"table_name": "change_request", "sys_id": uuid.UUID(r.change["id"]).hex},
+        json={"short_description": r.change["short_description"]}),
+    ("POST", "/api/now/table/{table_name}", "problem"): sn_create(
+        "problem", lambda r: {"short_description": unique("Printers keep failing "), "priority": "2"}),
+    ("POST", "/api/now/table/{table_name}", "change_request"): sn_create(
+        "change_request", lambda r: {"short_description": unique("Patch web01 "), "type": "normal"}),
+    ("POST", "/api/now/table/{table_name}", "cmdb_ci_server"): sn_create(
+        "cmdb_ci_server", lambda r: {"name": unique("web-"), "ip_address": "10.0.0.1", "used_for": "Production"}),
+    ("POST", "/api/now/table/{table_name}", "cmdb_rel_ci"): sn_create(
+        "cmdb_rel_ci", lambda r: {"parent": uuid.UUID(r.new_ci()["id"]).hex, "child": uuid.UUID(r.ci["id"]).hex,
+                                  "type": "Depends on::Used by"}),
+    ("POST", "/api/now/table/{table_name}", "sys_user"): sn_create(
+        "sys_user", lambda r: {"user_name": unique("sn"), "name": "Now User", "email": f"{unique('sn')}@example.org"}),
+    ("POST", "/api/now/table/{table_name}", "kb_knowledge"): sn_create(
+        "kb_knowledge", lambda r: {"short_description": unique("How to "), "text": "Restart it."}),
 }
 
 
