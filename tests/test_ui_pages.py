@@ -417,3 +417,10 @@ def test_a_new_webhook_shows_its_secret_once(admin):
     hook_id = re.search(r'action="/admin/webhooks/([0-9a-f-]{36})"', created.text).group(1)
     again = admin.get(f"/admin/webhooks/{hook_id}")
     assert "shown this once" not in again.text and "change.approved" in again.text
+
+
+def test_a_change_shows_its_approval_workflow(admin):
+    listing = admin.get("/changes?q=Emergency security patch")
+    change_id = re.search(r'href="/changes/([0-9a-f-]{36})"', listing.text).group(1)
+    page = admin.get(f"/changes/{change_id}")
+    assert 'id="h-workflows"' in page.text and "Approval" in page.text

@@ -501,6 +501,7 @@ def _change_page(request, db, ui: UI, change, *, values=None, errors=None, confl
         if change.status not in (ChangeStatus.closed, ChangeStatus.cancelled, ChangeStatus.draft) else \
         [c for c in (change.conflicts or [])]
     caused = changes.caused_incidents(db, ui.actor, change.id) if change.success is False else []
+    from gaas.ui.pages.workflow import record_workflows
     return render(request, "change.html", {
         "title": f"{change.number} · {change.short_description}", "c": change, "values": values, "errors": errors,
         "approval_errors": approval_errors, "conflict": conflict, "can_edit": bool(can_edit), "moves": moves,
@@ -509,6 +510,7 @@ def _change_page(request, db, ui: UI, change, *, values=None, errors=None, confl
         "service_label": catalog.service_labels(db, [change.service_id]).get(change.service_id)
         if change.service_id else None,
         "names": people(db, [change.requested_by, change.assigned_to, change.closed_by]),
+        "workflows": record_workflows(db, ui, "change", change.id),
         "activity": history(db, "change", change.id), **_change_form_context(db, ui)}, status=status)
 
 

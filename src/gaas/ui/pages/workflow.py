@@ -60,6 +60,21 @@ def notification_read(notification_id: uuid.UUID, request: Request, db: DbSessio
     return redirect("/notifications", request)
 
 
+def record_workflows(db, ui: UI, context_type: str, context_id: uuid.UUID) -> list[dict[str, Any]] | None:
+    """The workflows run for a record, each with its steps (None: the reader may not see workflows)."""
+    if not ui.can("workflow.view"):
+        return None
+    instances, _ = workflow.list_instances(db, ui.actor, definition_id=None, status=None, context_type=context_type,
+                                           context_id=context_id, domain=None, cursor=None, limit=10)
+    found = []
+    for instance in instances:
+        steps, approvals, decisions = workflow.timeline(db, instance)
+        definition = db.get(workflow.WorkflowDefinition, instance.workflow_definition_id)
+        found.append({"instance": instance, "name": definition.name if definition else "", "steps": steps,
+                      "decisions": [d for a in approvals for d in decisions.get(a.id, [])]})
+    return found
+
+
 # ---- workflow approvals and tasks ----------------------------------------------------------------
 
 def my_workflow_work(db, ui: UI) -> dict[str, Any]:
