@@ -282,8 +282,11 @@ def _check_ready(change: Change) -> None:
 def update_change(db: Session, actor: Actor, change_id: uuid.UUID, data: ChangeUpdate, if_match: int | None,
                   *, at: datetime | None = None) -> Change:
     change = get_change(db, actor, change_id, include_deleted=False)
-    changes = _effective(change, data.model_dump(exclude_unset=True, exclude={"version"}))
-    _authorize(actor, change, changes)
+    asked = data.model_dump(exclude_unset=True, exclude={"version"})
+    changes = _effective(change, asked)
+    # A request that would change nothing still needs the right to make it: otherwise a caller
+    # could learn that the values they sent are the current ones, and get a 200 they should not.
+    _authorize(actor, change, changes if changes else {k: v for k, v in asked.items() if k != "status"})
     expected_version(if_match, data.version, change.version)
     apply_changes(db, actor, change, changes, at or datetime.now(UTC))
     return change
