@@ -138,7 +138,7 @@ $$""")
 # `gaas db upgrade` applies them again every time.
 LEAKPROOF_FUNCTIONS = ("arrayoverlap(anyarray, anyarray)", "jsonb_contains(jsonb, jsonb)",
                        "similarity_op(text, text)", "word_similarity_op(text, text)",
-                       "word_similarity_commutator_op(text, text)")
+                       "word_similarity_commutator_op(text, text)", "ts_match_vq(tsvector, tsquery)")
 LEAKPROOF_SQL = """
 DO $$
 DECLARE f text;
