@@ -16,6 +16,7 @@ from gaas.core.app import create_app
 from gaas.core.http import DbSession
 from gaas.core.logs import formatter
 from gaas.core.settings import get_settings
+from tests.support import api_incident
 
 
 def samples(body: str) -> dict[str, list]:
@@ -46,6 +47,28 @@ def test_metrics_name_routes_by_template_and_sample_the_database(client, world, 
     assert {s.labels["state"] for s in found["gaas_db_pool_connections"]} == {"in_use", "idle", "overflow"}
     assert sum(s.value for s in found["gaas_outbox_pending_events"]) >= 1
     assert found["gaas_outbox_lag_seconds"][0].value >= 0
+
+
+def test_metrics_count_sla_breaches_and_webhook_trouble(client, world, database):
+    domain = world.domain()
+    admin = world.user(domain, "domain_admin")
+    late = api_incident(client, admin, domain)
+    hook = client.post("/api/v1/webhooks", headers=admin.headers, json={
+        "name": "metrics", "url": "https://receiver.example.org/hook", "domain": domain,
+        "event_types": ["incident.created"]})
+    assert hook.status_code == 201, hook.text
+    with database.owner_engine.begin() as conn:  # as the breach job and a failing receiver would leave them
+        conn.execute(text("UPDATE gaas_incident_mgmt.incidents SET sla_breached = TRUE WHERE id = :id"),
+                     {"id": late["id"]})
+        conn.execute(text("INSERT INTO gaas_workflow.webhook_deliveries (webhook_id, domain, event_id, "
+                          "idempotency_key, event_type, body, status) VALUES (:w, :d, gen_random_uuid(), 'k1', "
+                          "'incident.created', '{}', 'failed')"), {"w": hook.json()["id"], "d": domain})
+    found = samples(client.get("/metrics").text)
+    breached = {s.labels["domain"]: s.value for s in found["gaas_incidents_sla_breached_open"]}
+    assert breached[domain] == 1
+    failed = {s.labels["status"]: s.value for s in found["gaas_webhook_deliveries"]}
+    assert failed["failed"] >= 1 and "pending" in failed
+    assert "gaas_webhooks_disabled" in found
 
 
 def test_metrics_need_the_token_when_one_is_set(client, monkeypatch):

@@ -55,6 +55,11 @@ def create_app(factory: sessionmaker[Session] | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.state.metrics = Metrics(app.state.session_factory)
     register_sampler(outbox_metrics)
+    from gaas.incidents.metrics import sla_metrics
+    from gaas.workflow.metrics import workflow_metrics
+
+    register_sampler(sla_metrics)
+    register_sampler(workflow_metrics)
     app.add_middleware(RetryTransientMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so a replayed request keeps its id
