@@ -384,3 +384,42 @@ def test_a_user_of_another_domain_cannot_reach_the_records_by_url(browser, serve
         outsider.check("not-found-other-domain")
     finally:
         outsider.close()
+
+
+def address_has(page, text: str) -> None:
+    """htmx pushes the filter into the address without a navigation: wait until it shows (our CSP
+    forbids the string evaluation page.wait_for_function would use)."""
+    for _ in range(200):
+        if text in page.url:
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"{text!r} never appeared in {page.url}")
+
+
+def test_a_list_searches_as_you_type_sorts_pages_and_saves_its_filter(admin):
+    page = admin.page
+    admin.go("/incidents")
+    first_rows = page.locator("#results tbody tr").count()
+    assert first_rows == 25  # a full page, and a next one
+    page.get_by_role("link", name="Next page").click()
+    page.wait_for_url(re.compile(r"cursor="))
+    admin.go("/incidents")
+    page.get_by_label("Search short descriptions").press_sequentially("VPN", delay=30)
+    address_has(page, "q=VPN")  # the filter is in the address: bookmarkable, saveable
+    page.locator("#results tbody tr", has_text="VPN").first.wait_for()
+    assert page.locator("#results tbody tr").count() < first_rows
+    page.get_by_label("Priority").select_option("critical")
+    address_has(page, "priority=critical")
+    page.locator("summary", has_text="Saved filters").click()
+    page.get_by_label("Save the current filter as").fill("Critical VPN")
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.locator("a", has_text="Critical VPN").wait_for(state="attached")  # back on the list, filter saved
+    admin.go("/incidents")
+    page.locator("summary", has_text="Saved filters").click()
+    page.get_by_role("link", name="Critical VPN").click()
+    page.wait_for_url(re.compile(r"priority=critical"))
+    admin.go("/services?sort=name")
+    page.get_by_role("link", name=re.compile("^Name")).click()
+    page.wait_for_url(re.compile(r"sort=-name"))
+    assert page.locator("th[aria-sort='descending']").count() == 1
+    admin.check("list-filtered")

@@ -183,7 +183,12 @@ def save_filter(request: Request, ui: CurrentUI, form: CheckedForm) -> Response:
     list_name = forms.text(form, "list") or ""
     if list_name not in LISTS or not name:
         raise StarletteHTTPException(422, "Name the filter.")
-    pairs = [(k, v) for k, v in parse_qsl(form.get("query") or "") if k not in ("cursor", "flash")][:20]
+    spec = LISTS[list_name]
+    fields = ["q", "sort", *(f.name for f in spec.filters)]
+    if any(forms.text(form, k) for k in fields):  # the filter form's current values (sent along by htmx)
+        pairs = [(k, forms.text(form, k)) for k in fields if forms.text(form, k)]
+    else:  # without script: the address the page was loaded with
+        pairs = [(k, v) for k, v in parse_qsl(form.get("query") or "") if k not in ("cursor", "flash")][:20]
     query = urlencode(pairs)[:500]
     items = [i for i in lists.saved_filters(request, ui, list_name) if i["name"] != name]
     items.append({"name": name, "query": query})
