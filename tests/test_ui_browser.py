@@ -410,6 +410,8 @@ def test_a_list_searches_as_you_type_sorts_pages_and_saves_its_filter(admin):
     assert page.locator("#results tbody tr").count() < first_rows
     page.get_by_label("Priority").select_option("critical")
     address_has(page, "priority=critical")
+    export = page.get_by_role("link", name="Export CSV of this filter").get_attribute("href")
+    assert "priority=critical" in export and "q=VPN" in export
     page.locator("summary", has_text="Saved filters").click()
     page.get_by_label("Save the current filter as").fill("Critical VPN")
     page.get_by_role("button", name="Save", exact=True).click()
