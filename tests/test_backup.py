@@ -38,11 +38,24 @@ def empty_database(pg_server, monkeypatch):
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def test_backup_restore_round_trip_with_checks(world, database, tmp_path, empty_database):
-    world.user(world.domain(), "service_desk_agent")  # something beyond the bootstrap rows
+@pytest.fixture(scope="module")
+def demo_sealed(database):
+    """The demo data, its audit log sealed: the round trip must keep every row and every seal."""
+    from gaas import demo
+    from gaas.audit import seal
+    from gaas.core.db import unit_of_work
+    from gaas.iam.service import system_actor
+
+    assert demo.load_demo()["domains"] == 3
+    with unit_of_work(system_actor(), database.factory) as db:
+        assert seal.seal(db) > 1000
+
+
+def test_backup_restore_round_trip_with_checks(demo_sealed, database, tmp_path, empty_database):
     source = database.owner_url
     runner = CliRunner()
     expected = backup.row_counts(source)
+    assert expected["gaas_incident_mgmt.incidents"] > 0 and expected["gaas_audit.audit_seals"] > 1000
     first = backup.backup(source, tmp_path, keep=2)
     assert first.tables == expected and first.tables["gaas_iam.users"] >= 2
     described = json.loads(first.path.with_suffix(".json").read_text())
@@ -61,7 +74,10 @@ def test_backup_restore_round_trip_with_checks(world, database, tmp_path, empty_
 
     restored = runner.invoke(cli, ["restore", str(first.path)], catch_exceptions=False)
     assert restored.exit_code == 0, restored.output
+    assert "audit log verifies" in restored.output
     assert backup.row_counts(empty_database) == expected
+    verified = runner.invoke(cli, ["audit", "verify"], catch_exceptions=False)  # GAAS_DATABASE_URL: the restored
+    assert verified.exit_code == 0 and "intact" in verified.output, verified.output
     engine = create_engine(empty_database, poolclass=pool.NullPool)
     with engine.connect() as conn:  # the application role can work in the restored database
         assert conn.execute(text(

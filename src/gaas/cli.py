@@ -523,20 +523,23 @@ def restore_command(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A .dump written by `gaas backup`.")],
 ) -> None:
     """Restore a backup into the empty database GAAS_DATABASE_URL names, after checking its
-    SHA-256; then migrate and compare every table's row count with the backup's manifest."""
+    SHA-256; then migrate, compare every table's row count with the backup's manifest and verify
+    the audit log's seals (as `gaas audit verify`)."""
     from gaas.core import backup
     from gaas.core.settings import get_settings
 
     try:
         with console.status("Restoring…"):
-            differences = backup.restore(file, get_settings().owner_url())
+            restored = backup.restore(file, get_settings().owner_url())
     except backup.BackupError as exc:
         raise _fail(str(exc)) from exc
-    if differences:
-        for table, (expected, actual) in differences.items():
-            err.print(f"[red]{table}[/red]: {actual} rows, the backup had {expected}")
+    for table, (expected, actual) in restored.differences.items():
+        err.print(f"[red]{table}[/red]: {actual} rows, the backup had {expected}")
+    for finding in restored.audit_findings:
+        err.print(f"[red]audit log[/red]: {finding}")
+    if not restored.faithful:
         raise _fail("The restored database does not match the backup.")
-    console.print(f"Restored {file.name}; every table has the backup's row count.")
+    console.print(f"Restored {file.name}; every table has the backup's row count and the audit log verifies.")
 
 
 @audit_app.command("seal")

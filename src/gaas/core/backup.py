@@ -146,9 +146,19 @@ def manifest(path: Path) -> dict:
     return data
 
 
-def restore(path: Path, owner_url: URL) -> dict[str, tuple[int, int]]:
-    """Into an empty database only; returns the tables whose row counts differ from the backup's
-    (empty when the restore is faithful)."""
+@dataclass
+class Restored:
+    differences: dict[str, tuple[int, int]]  # table -> (rows in the backup, rows restored)
+    audit_findings: list[str]  # what `gaas audit verify` says is wrong in the restored audit log
+
+    @property
+    def faithful(self) -> bool:
+        return not self.differences and not self.audit_findings
+
+
+def restore(path: Path, owner_url: URL) -> Restored:
+    """Into an empty database only; then compares every table's row count with the backup's and
+    verifies the restored audit log's seals."""
     expected = manifest(path)["tables"]
     engine = create_engine(owner_url, poolclass=pool.NullPool)
     try:
@@ -169,4 +179,14 @@ def restore(path: Path, owner_url: URL) -> dict[str, tuple[int, int]]:
         raise BackupError(f"pg_restore failed (nothing was restored): {result.stderr.strip()}")
     upgrade_database(owner_url)  # re-applies what a dump does not carry (leakproof marks, grants)
     actual = row_counts(owner_url)
-    return {t: (n, actual.get(t, -1)) for t, n in expected.items() if actual.get(t, -1) != n}
+    differences = {t: (n, actual.get(t, -1)) for t, n in expected.items() if actual.get(t, -1) != n}
+    from gaas.audit import seal
+
+    engine = create_engine(owner_url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            verified = seal.verify(conn)
+    finally:
+        engine.dispose()
+    return Restored(differences, [f"{f.kind} {f.chain_domain or '(global)'}/{f.period:%Y-%m} row {f.audit_id}"
+                                  for f in verified.findings])
