@@ -424,3 +424,20 @@ def test_a_change_shows_its_approval_workflow(admin):
     change_id = re.search(r'href="/changes/([0-9a-f-]{36})"', listing.text).group(1)
     page = admin.get(f"/changes/{change_id}")
     assert 'id="h-workflows"' in page.text and "Approval" in page.text
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "/\t/evil.example", "https://evil.example/", "/\\evil"])
+def test_login_never_redirects_off_site(app, target):
+    client = StrictClient(app)
+    page = client.get("/login")
+    response = client.post("/login", data={"username": "justice.auditor", "password": DEMO_PASSWORD,
+                                           "csrf": csrf_of(page.text), "next": target}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/"
+
+
+def test_cookies_are_secure_over_https(app):
+    client = StrictClient(app, base_url="https://testserver")
+    page = client.get("/login")
+    response = client.post("/login", data={"username": "justice.auditor", "password": DEMO_PASSWORD,
+                                           "csrf": csrf_of(page.text)}, follow_redirects=False)
+    assert "Secure" in response.headers["set-cookie"]

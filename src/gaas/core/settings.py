@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     incident_reopen_days: int = Field(default=7, ge=0)
     # The currency of services' allocated (annual PPT) costs; cost entries carry their own.
     allocation_currency: str = "USD"
+    # Web interface: mark its cookies Secure always (behind a TLS-terminating proxy that does not
+    # pass X-Forwarded-Proto), never, or (unset) when the request itself came over HTTPS.
+    ui_secure_cookies: bool | None = None
 
     # E-mail notifications over SMTP; no host means in-app notifications only.
     smtp_host: str | None = None

@@ -20,7 +20,7 @@ from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
 from gaas.core.errors import Problem
-from gaas.ui.web import FILTERS_COOKIE, UI, render
+from gaas.ui.web import FILTERS_COOKIE, UI, render, secure_cookies
 
 EXPORT_MAX_ROWS = 10_000
 PAGE_SIZE = 25
@@ -180,7 +180,7 @@ def store_saved(request: Request, response: Response, ui: UI, list_name: str,
     mine[list_name] = items[:MAX_SAVED]
     data = {str(ui.actor.user_id): mine}  # one user per browser cookie: others' filters are dropped
     response.set_cookie(FILTERS_COOKIE, json.dumps(data, separators=(",", ":")), max_age=365 * 86400, path="/",
-                        httponly=True, samesite="lax", secure=request.url.scheme == "https")
+                        httponly=True, samesite="lax", secure=secure_cookies(request))
 
 
 def cells(spec: ListSpec, row: Any, extras: dict[str, Any]) -> list[Any]:

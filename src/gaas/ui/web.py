@@ -400,6 +400,12 @@ def redirect(url: str, request: Request | None = None, *, flash: str | None = No
     return RedirectResponse(url, status_code=303)
 
 
+def secure_cookies(request: Request) -> bool:
+    """Secure cookies over HTTPS (or always/never, by GAAS_UI_SECURE_COOKIES)."""
+    forced = get_settings().ui_secure_cookies
+    return forced if forced is not None else request.url.scheme == "https"
+
+
 def set_session_cookie(request: Request, response: Response, token: str, expires_at: datetime) -> None:
     response.set_cookie(SESSION_COOKIE, token, max_age=int((expires_at - datetime.now(UTC)).total_seconds()),
-                        path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https")
+                        path="/", httponly=True, samesite="lax", secure=secure_cookies(request))

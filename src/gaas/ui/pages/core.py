@@ -28,6 +28,7 @@ from gaas.ui.web import (
     new_login_csrf,
     redirect,
     render,
+    secure_cookies,
     set_session_cookie,
     ui_request_info,
 )
@@ -38,9 +39,15 @@ router = APIRouter(route_class=UIRoute, include_in_schema=False)
 # ---- login and logout -------------------------------------------------------------------------
 
 def _safe_next(value: str | None) -> str:
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    """Only a path of this site: no scheme, no host, no backslash or control character a browser
+    might read as '//elsewhere'."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value \
+            or any(ord(c) < 0x21 or c == "\x7f" for c in value):
         return "/"
-    return value
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    return "/" if parts.scheme or parts.netloc else value
 
 
 def _login_page(request: Request, *, message: str = "", username: str = "", status: int = 200) -> Response:
@@ -50,7 +57,7 @@ def _login_page(request: Request, *, message: str = "", username: str = "", stat
                                                                  or getattr(request.state, "next", None))},
                       status=status)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, path="/login", httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+                        secure=secure_cookies(request))
     return response
 
 
