@@ -96,7 +96,7 @@ MAIN_PAGES = ["/", "/services", "/services/tree", "/services/new", "/costs", "/c
               "/admin/roles", "/admin/roles/new", "/admin/domains", "/admin/domains/new", "/admin/sla",
               "/admin/sla/new", "/admin/matrix", "/admin/windows", "/admin/windows/new", "/articles", "/articles/new",
               "/search?q=portal", "/notifications", "/admin/workflows", "/admin/workflows/new", "/admin/webhooks",
-              "/admin/webhooks/new"]
+              "/admin/webhooks/new", "/admin/templates", "/admin/templates/new", "/costs/entries/new"]
 
 
 @pytest.mark.parametrize("url", MAIN_PAGES)
@@ -441,3 +441,20 @@ def test_cookies_are_secure_over_https(app):
     response = client.post("/login", data={"username": "justice.auditor", "password": DEMO_PASSWORD,
                                            "csrf": csrf_of(page.text)}, follow_redirects=False)
     assert "Secure" in response.headers["set-cookie"]
+
+
+def test_administered_records_are_deleted_and_restored(admin):
+    page = admin.get("/admin/templates/new")
+    created = admin.post("/admin/templates/new", data={
+        "csrf": csrf_of(page.text), "domain": "healthcare", "name": "Rotate a certificate",
+        "short_description": "Rotate the portal's TLS certificate", "risk": "low", "active": "on",
+        "implementation_plan": "Install the new certificate", "rollback_plan": "Reinstall the old one",
+        "test_plan": "Check the chain"})
+    assert created.status_code == 200 and "Rotate a certificate" in created.text, created.text
+    template_id = re.search(r'action="/admin/templates/([0-9a-f-]{36})"', created.text).group(1)
+    deleted = admin.post(f"/admin/templates/{template_id}/delete", data={"csrf": csrf_of(created.text),
+                                                                          "version": version_of(created.text)})
+    assert deleted.status_code == 200 and ">Restore</button>" in deleted.text
+    restored = admin.post(f"/admin/templates/{template_id}/restore", data={"csrf": csrf_of(created.text)})
+    assert restored.status_code == 200 and ">Delete</button>" in restored.text
+    assert "Rotate a certificate" in admin.get("/changes/new").text  # offered to standard changes

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from gaas.changes import planning
-from gaas.changes.models import Recurrence, WindowKind
-from gaas.changes.schemas import WindowCreate, WindowUpdate
+from gaas.changes.models import ChangeRisk, Recurrence, WindowKind
+from gaas.changes.schemas import TemplateCreate, TemplateUpdate, WindowCreate, WindowUpdate
 from gaas.core.errors import NotFound
 from gaas.core.http import DbSession
 from gaas.iam import service as iam
@@ -72,6 +72,8 @@ class Kind:
     columns: list[tuple[str, str]] = field(default_factory=list)
     rows: Callable[[Any, UI], list[Any]] | None = None
     heading: Callable[[Any], str] = lambda r: getattr(r, "name", str(r.id))
+    delete: Callable[[Any, UI, uuid.UUID, int | None], Any] | None = None
+    restore: Callable[[Any, UI, uuid.UUID], Any] | None = None
 
 
 @router.get("/admin", response_class=HTMLResponse)
@@ -159,6 +161,8 @@ _kind_register(Kind(
     create=lambda db, ui, v: iam.create_domain(db, ui.actor, DomainCreate.model_validate(_clean(v))),
     update=lambda db, ui, id_, v: iam.update_domain(db, ui.actor, id_, DomainUpdate.model_validate(v), None),
     columns=[("code", "Code"), ("name", "Name"), ("active", "Active")],
+    delete=lambda db, ui, id_, v: iam.delete_domain(db, ui.actor, id_, v),
+    restore=lambda db, ui, id_: iam.restore_domain(db, ui.actor, id_),
     rows=lambda db, ui: iam.list_domains(db, ui.actor, active=None, q=None, include_deleted=False, sort="code",
                                          cursor=None, limit=500)[0],
     heading=lambda r: f"{r.code} · {r.name}"))
@@ -173,6 +177,8 @@ _kind_register(Kind(
     create=lambda db, ui, v: iam.create_role(db, ui.actor, RoleCreate.model_validate(_clean(v))),
     update=lambda db, ui, id_, v: iam.update_role(db, ui.actor, id_, RoleUpdate.model_validate(v), None),
     columns=[("name", "Name"), ("domain", "Domain"), ("is_system", "Default"), ("description", "Description")],
+    delete=lambda db, ui, id_, v: iam.delete_role(db, ui.actor, id_, v),
+    restore=lambda db, ui, id_: iam.restore_role(db, ui.actor, id_),
     rows=lambda db, ui: iam.list_roles(db, ui.actor, domain=None, name=None, permission=None, include_deleted=False,
                                        sort="name", cursor=None, limit=500)[0]))
 
@@ -192,6 +198,8 @@ _kind_register(Kind(
     update=lambda db, ui, id_, v: policies.update_policy(db, ui.actor, id_, SlaPolicyUpdate.model_validate(v), None),
     columns=[("name", "Name"), ("domain", "Domain"), ("priority", "Priority"),
              ("resolution_minutes", "Minutes")],
+    delete=lambda db, ui, id_, v: policies.delete_policy(db, ui.actor, id_, v),
+    restore=lambda db, ui, id_: policies.restore_policy(db, ui.actor, id_),
     rows=lambda db, ui: policies.list_policies(db, ui.actor, domain=None, priority=None, include_deleted=False,
                                                sort="priority", cursor=None, limit=500)[0]))
 
@@ -210,8 +218,29 @@ _kind_register(Kind(
                                                          None),
     columns=[("name", "Name"), ("domain", "Domain"), ("kind", "Kind"), ("recurrence", "Repeats"),
              ("start_at", "Starts")],
+    delete=lambda db, ui, id_, v: planning.delete_window(db, ui.actor, id_, v),
+    restore=lambda db, ui, id_: planning.restore_window(db, ui.actor, id_),
     rows=lambda db, ui: planning.list_windows(db, ui.actor, domain=None, kind=None, service_id=None,
                                               include_deleted=False, sort="start_at", cursor=None, limit=500)[0]))
+
+
+_kind_register(Kind(
+    slug="templates", title="Standard-change templates", entity="change_template", permission="change.approve",
+    fields=[F("domain", "Domain", "select", domain_options, required=True, create_only=True),
+            F("name", "Name", required=True), F("short_description", "Short description", required=True),
+            F("risk", "Risk", "select", enum_options(ChangeRisk)), F("active", "Active", "checkbox"),
+            F("implementation_plan", "Implementation plan", "textarea", required=True),
+            F("rollback_plan", "Rollback plan", "textarea", required=True),
+            F("test_plan", "Test plan", "textarea", required=True), F("description", "Description", "textarea")],
+    get=lambda db, ui, id_: planning.get_template(db, ui.actor, id_),
+    create=lambda db, ui, v: planning.create_template(db, ui.actor, TemplateCreate.model_validate(_clean(v))),
+    update=lambda db, ui, id_, v: planning.update_template(db, ui.actor, id_, TemplateUpdate.model_validate(
+        {k: val for k, val in v.items() if val is not None or k == "description"}), None),
+    columns=[("name", "Name"), ("domain", "Domain"), ("risk", "Risk"), ("active", "Active")],
+    rows=lambda db, ui: planning.list_templates(db, ui.actor, domain=None, active=None, include_deleted=False,
+                                                sort="name", cursor=None, limit=500)[0],
+    delete=lambda db, ui, id_, v: planning.delete_template(db, ui.actor, id_, v),
+    restore=lambda db, ui, id_: planning.restore_template(db, ui.actor, id_)))
 
 
 def _policy_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -283,6 +312,28 @@ def kind_save(slug: str, record_id: uuid.UUID, request: Request, db: DbSession, 
         return _record_page(request, db, ui, kind, record, values=values, errors=errors, conflict=conflict,
                             status=errors.status)
     return redirect(f"/admin/{slug}/{record_id}", request, flash="Saved.")
+
+
+@router.post("/admin/{slug}/{record_id}/{action}", response_class=HTMLResponse)
+def kind_delete_restore(slug: str, record_id: uuid.UUID, action: str, request: Request, db: DbSession,
+                        ui: CurrentUI, form: CheckedForm) -> Response:
+    """Soft delete (with the version read) or restore an administered record, users included."""
+    if action not in ("delete", "restore"):
+        raise NotFound("There is no page at this address.")
+    if slug == "users":
+        if action == "delete":
+            iam.delete_user(db, ui.actor, record_id, forms.version(form))
+        else:
+            iam.restore_user(db, ui.actor, record_id)
+    else:
+        kind = _kind(slug)
+        if kind.delete is None or kind.restore is None:
+            raise NotFound("There is no page at this address.")
+        if action == "delete":
+            kind.delete(db, ui, record_id, forms.version(form))
+        else:
+            kind.restore(db, ui, record_id)
+    return redirect(f"/admin/{slug}/{record_id}", request, flash="Deleted." if action == "delete" else "Restored.")
 
 
 # ---- users --------------------------------------------------------------------------------------
