@@ -162,7 +162,9 @@ def create_incident(request: Request, db: DbSession, ui: CurrentUI, form: Checke
 def _incident_page(request, db, ui: UI, incident, *, values=None, errors=None, conflict=None, status=200):
     out = incidents.incidents_out(db, [incident])[0]
     can_edit = ui.can("incident.edit", incident.domain)
-    moves = sorted(m.value for m in incidents.TRANSITIONS[incident.status]) if can_edit else []
+    moves = sorted(m.value for m in incidents.TRANSITIONS[incident.status]
+                   if (incident.status, m) not in incidents.RESOLVER_MOVES
+                   or ui.can("incident.resolve", incident.domain)) if can_edit else []
     if values is None:
         values = {k: getattr(incident, k) for k in INCIDENT_TEXT}
         values["resolution_notes"] = incident.resolution_notes
