@@ -96,7 +96,7 @@ MAIN_PAGES = ["/", "/services", "/services/tree", "/services/new", "/costs", "/c
               "/admin/roles", "/admin/roles/new", "/admin/domains", "/admin/domains/new", "/admin/sla",
               "/admin/sla/new", "/admin/matrix", "/admin/windows", "/admin/windows/new", "/articles", "/articles/new",
               "/search?q=portal", "/notifications", "/admin/workflows", "/admin/workflows/new", "/admin/webhooks",
-              "/admin/webhooks/new", "/admin/templates", "/admin/templates/new", "/costs/entries/new"]
+              "/admin/webhooks/new", "/admin/templates", "/admin/templates/new", "/costs/entries/new", "/cmdb/import"]
 
 
 @pytest.mark.parametrize("url", MAIN_PAGES)
@@ -458,3 +458,19 @@ def test_administered_records_are_deleted_and_restored(admin):
     restored = admin.post(f"/admin/templates/{template_id}/restore", data={"csrf": csrf_of(created.text)})
     assert restored.status_code == 200 and ">Delete</button>" in restored.text
     assert "Rotate a certificate" in admin.get("/changes/new").text  # offered to standard changes
+
+
+def test_discovery_import_from_the_cmdb_pages(app):
+    cmdb_admin = login(app, "healthcare.cmdb_admin")
+    page = cmdb_admin.get("/cmdb/import")
+    content = (b"ci_class,name,environment,attr.hostname,attr.serial_number\n"
+               b"server,ui-imported-1,production,ui-imported-1,UI-SN1\n"
+               b"server,ui-imported-2,nowhere,ui-imported-2,UI-SN2\n")
+    data = {"csrf": csrf_of(page.text), "source": "ui-scan", "domain": "healthcare"}
+    refused = cmdb_admin.post("/cmdb/import", data=data, files={"file": ("scan.csv", content, "text/csv")})
+    assert refused.status_code == 200 and "nothing written" in refused.text and "environment" in refused.text
+    assert "ui-imported-1" not in cmdb_admin.get("/cis?q=ui-imported").text
+    kept = cmdb_admin.post("/cmdb/import", data={**data, "partial": "on"},
+                           files={"file": ("scan.csv", content, "text/csv")})
+    assert kept.status_code == 200 and "written" in kept.text
+    assert "ui-imported-1" in cmdb_admin.get("/cis?q=ui-imported-1").text

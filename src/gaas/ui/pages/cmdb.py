@@ -195,6 +195,57 @@ def impact(ci_id: uuid.UUID, request: Request, db: DbSession, ui: CurrentUI) -> 
                                            "direction": "dependencies" if direction else "dependents"})
 
 
+# ---- discovery import ---------------------------------------------------------------------------
+
+IMPORT_FORMATS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}
+
+
+@router.get("/cmdb/import", response_class=HTMLResponse)
+def import_page(request: Request, db: DbSession, ui: CurrentUI) -> Response:
+    return render(request, "cmdb_import.html", {"title": ui.t("Discovery import"), "result": None, "errors": None,
+                                                "values": {"source": "", "domain": ui.actor.home_domain or "",
+                                                           "dry_run": True},
+                                                "domains": domain_options(db, ui)})
+
+
+@router.post("/cmdb/import", response_class=HTMLResponse)
+def run_import(request: Request, db: DbSession, ui: CurrentUI, form: CheckedForm) -> Response:
+    """The CMDB's own discovery import (streamed, reconciled, all or nothing unless partial), in a
+    savepoint of this request: kept only when the importer says it committed."""
+    from gaas.cmdb import importer
+    from gaas.core.errors import Problem
+
+    upload = form.get("file")
+    values = {"source": forms.text(form, "source") or "", "domain": forms.text(form, "domain") or "",
+              "dry_run": forms.checkbox(form, "dry_run"), "partial": forms.checkbox(form, "partial")}
+    errors = forms.FormErrors()
+    name = (getattr(upload, "filename", "") or "").lower()
+    fmt = forms.text(form, "format") or next((f for ext, f in IMPORT_FORMATS.items() if name.endswith(ext)), None)
+    if upload is None or not hasattr(upload, "file") or not name:
+        errors.add("file", "choose a file of CIs (CSV, NDJSON or JSON)")
+    elif fmt is None:
+        errors.add("format", "say the format, or name the file .csv, .ndjson or .json")
+    result = None
+    if not errors:
+        savepoint = db.begin_nested()
+        try:
+            result = importer.import_cis(db, ui.actor, importer.read_rows(upload.file, fmt), source=values["source"],
+                                         dry_run=values["dry_run"], partial=values["partial"],
+                                         default_domain=values["domain"] or None)
+        except Problem as exc:
+            savepoint.rollback()
+            errors = forms.errors_from(exc)
+        else:
+            if result.committed:
+                savepoint.commit()
+            else:
+                savepoint.rollback()
+    return render(request, "cmdb_import.html", {"title": ui.t("Discovery import"), "result": result,
+                                                "errors": errors or None, "values": values,
+                                                "domains": domain_options(db, ui)},
+                  status=errors.status if errors else 200)
+
+
 # ---- CMDB health --------------------------------------------------------------------------------
 
 @router.get("/cmdb/health", response_class=HTMLResponse)
