@@ -212,7 +212,8 @@ PAGES = [("home", "/"), ("services", "/services"), ("service-tree", "/services/t
          ("workflow-new", "/admin/workflows/new"), ("webhooks", "/admin/webhooks"), ("domains", "/admin/domains"),
          ("change-new", "/changes/new"), ("service-new", "/services/new"), ("ci-new", "/cis/new"),
          ("cost-entry-new", "/costs/entries/new"), ("change-templates", "/admin/templates"),
-         ("cmdb-import", "/cmdb/import"), ("problem-new", "/problems/new"), ("article-new", "/articles/new")]
+         ("cmdb-import", "/cmdb/import"), ("emails", "/admin/emails"), ("problem-new", "/problems/new"),
+         ("article-new", "/articles/new")]
 
 
 @pytest.mark.parametrize(("name", "path"), PAGES, ids=[p[0] for p in PAGES])

@@ -96,7 +96,8 @@ MAIN_PAGES = ["/", "/services", "/services/tree", "/services/new", "/costs", "/c
               "/admin/roles", "/admin/roles/new", "/admin/domains", "/admin/domains/new", "/admin/sla",
               "/admin/sla/new", "/admin/matrix", "/admin/windows", "/admin/windows/new", "/articles", "/articles/new",
               "/search?q=portal", "/notifications", "/admin/workflows", "/admin/workflows/new", "/admin/webhooks",
-              "/admin/webhooks/new", "/admin/templates", "/admin/templates/new", "/costs/entries/new", "/cmdb/import"]
+              "/admin/webhooks/new", "/admin/templates", "/admin/templates/new", "/costs/entries/new", "/cmdb/import",
+              "/admin/emails", "/admin/emails?status=failed"]
 
 
 @pytest.mark.parametrize("url", MAIN_PAGES)

@@ -188,8 +188,13 @@ def _definition_page(request, db, ui: UI, definition, *, values=None, errors=Non
             "steps": [{"step": 1, "type": "approval", "name": "Approve", "approver_role": "change_manager"}]}
     from gaas.workflow.templates import TEMPLATES
 
+    runs = []
+    if definition is not None:
+        runs, _ = workflow.list_instances(db, ui.actor, definition_id=definition.id, status=None, context_type=None,
+                                          context_id=None, domain=None, cursor=None, limit=20)
     return render(request, "workflow_definition.html", {
         "title": definition.name if definition else ui.t("New workflow"), "d": definition, "values": values,
+        "runs": runs, "paths": CONTEXT_PATHS,
         "rows": _step_rows(values.get("steps") or []), "errors": errors, "step_errors": step_errors or {},
         "conflict": conflict, "domains": domain_options(db, ui), "step_types": STEP_TYPES,
         "triggers": [t.value for t in TriggerType], "templates": sorted(TEMPLATES),
@@ -261,6 +266,17 @@ def definition_page(definition_id: uuid.UUID, request: Request, db: DbSession, u
 def save_definition(definition_id: uuid.UUID, request: Request, db: DbSession, ui: CurrentUI,
                     form: CheckedForm) -> Response:
     return _save_definition(request, db, ui, form, workflow.get_definition(db, ui.actor, definition_id))
+
+
+@router.get("/admin/emails", response_class=HTMLResponse)
+def emails(request: Request, db: DbSession, ui: CurrentUI) -> Response:
+    """E-mail notifications sent, pending or failed (for workflow managers)."""
+    status = request.query_params.get("status") or None
+    cursor = request.query_params.get("cursor") or None
+    rows, next_cursor = notify.list_emails(db, ui.actor, status=status if status in ("pending", "sent", "failed")
+                                           else None, domain=None, cursor=cursor, limit=50)
+    return render(request, "emails.html", {"title": ui.t("E-mail notifications"), "rows": rows, "status": status,
+                                           "cursor": cursor, "next_cursor": next_cursor})
 
 
 # ---- webhooks -----------------------------------------------------------------------------------
