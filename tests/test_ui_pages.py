@@ -475,3 +475,13 @@ def test_discovery_import_from_the_cmdb_pages(app):
                            files={"file": ("scan.csv", content, "text/csv")})
     assert kept.status_code == 200 and "written" in kept.text
     assert "ui-imported-1" in cmdb_admin.get("/cis?q=ui-imported-1").text
+
+
+def test_readers_give_feedback_on_published_articles(app):
+    reader = login(app, "healthcare.service_owner")
+    listing = reader.get("/articles?status=published")
+    article_id = re.search(r'href="/articles/([0-9a-f-]{36})"', listing.text).group(1)
+    page = reader.get(f"/articles/{article_id}")
+    assert "Was this helpful?" in page.text and "Versions" in page.text
+    thanks = reader.post(f"/articles/{article_id}/feedback", data={"csrf": csrf_of(page.text), "helpful": "yes"})
+    assert thanks.status_code == 200 and "Thank you for your feedback." in thanks.text

@@ -54,6 +54,7 @@ FLASHES = frozenset({
     "Deleted.",
     "Restored.",
     "Done.",
+    "Thank you for your feedback.",
     "Draft saved.",
     "Incident reported.",
     "Matrix saved.",

@@ -11,7 +11,15 @@ from fastapi.responses import HTMLResponse, Response
 from gaas.core.http import DbSession
 from gaas.knowledge import service as knowledge
 from gaas.knowledge.models import ArticleKind, ArticleStatus, Audience
-from gaas.knowledge.schemas import ApproveBody, ArticleCreate, ArticleUpdate, RejectBody, RetireBody, SubmitBody
+from gaas.knowledge.schemas import (
+    ApproveBody,
+    ArticleCreate,
+    ArticleUpdate,
+    FeedbackPut,
+    RejectBody,
+    RetireBody,
+    SubmitBody,
+)
 from gaas.search import service as search
 from gaas.ui import forms, lists
 from gaas.ui.lists import Column, Filter, ListSpec, badge
@@ -101,7 +109,7 @@ def _article_page(request, db, ui: UI, article, *, errors=None, status=200) -> R
         actions.append("retire")
     return render(request, "article.html", {
         "title": f"{article.number} · {out.title}", "a": article, "out": out, "errors": errors,
-        "can_write": can_write, "actions": actions,
+        "can_write": can_write, "actions": actions, "versions": knowledge.list_versions(db, ui.actor, article.id),
         "names": people(db, [article.author_id, *([pending.author_id] if pending else [])]),
         "activity": history(db, "article", article.id)}, status=status)
 
@@ -146,6 +154,9 @@ ACTIONS = {
         {"version": forms.version(f), "comment": forms.text(f, "comment")}), None),
     "retire": lambda db, ui, id_, f: knowledge.retire(db, ui.actor, id_, RetireBody(
         version=forms.version(f), reason=forms.text(f, "comment")), None),
+    "feedback": lambda db, ui, id_, f: knowledge.put_feedback(db, ui.actor, id_, FeedbackPut.model_validate(
+        {"helpful": {"yes": True, "no": False}.get(forms.text(f, "helpful") or ""),
+         "comment": forms.text(f, "comment")})),
 }
 
 
@@ -159,7 +170,8 @@ def article_action(article_id: uuid.UUID, action: str, request: Request, db: DbS
     if errors:
         db.refresh(article)
         return _article_page(request, db, ui, article, errors=errors, status=errors.status)
-    return redirect(f"/articles/{article_id}", request, flash="Done.")
+    return redirect(f"/articles/{article_id}", request,
+                    flash="Thank you for your feedback." if action == "feedback" else "Done.")
 
 
 # ---- global search ------------------------------------------------------------------------------
