@@ -4,6 +4,7 @@ page rendered for the demo data, inline validation, stale edits, domain isolatio
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 
@@ -485,3 +486,25 @@ def test_readers_give_feedback_on_published_articles(app):
     assert "Was this helpful?" in page.text and "Versions" in page.text
     thanks = reader.post(f"/articles/{article_id}/feedback", data={"csrf": csrf_of(page.text), "helpful": "yes"})
     assert thanks.status_code == 200 and "Thank you for your feedback." in thanks.text
+
+
+def test_a_read_only_role_sees_records_without_forms_and_cannot_post(app):
+    auditor = login(app, "healthcare.auditor")
+    listing = auditor.get("/services?domain=healthcare")
+    service_id = re.search(r'href="/services/([0-9a-f-]{36})"', listing.text).group(1)
+    page = auditor.get(f"/services/{service_id}")
+    assert page.status_code == 200 and 'id="f-name"' not in page.text and 'name="status"' not in page.text
+    refused = auditor.post(f"/services/{service_id}", data={"csrf": csrf_of(page.text), "name": "Renamed",
+                                                             "version": "1", "owner_id": str(uuid.uuid4())})
+    assert refused.status_code in (403, 409, 422)  # refused, whichever check speaks first
+    assert "Renamed" not in auditor.get(f"/services/{service_id}").text
+
+
+def test_a_user_without_roles_gets_a_plain_home_and_refusals(app, world):
+    nobody = world.user(world.domain())
+    client = StrictClient(app)
+    page = client.get("/login")
+    client.post("/login", data={"username": nobody.email, "password": nobody.password, "csrf": csrf_of(page.text)})
+    home = client.get("/")
+    assert home.status_code == 200 and "Use the menu" in home.text and 'href="/services"' not in home.text
+    assert client.get("/services").status_code == 403

@@ -111,6 +111,8 @@ def run(db: Session, ui: UI, spec: ListSpec, request: Request) -> dict[str, Any]
         with db.begin_nested():
             rows, next_cursor = spec.fetch(db, ui, filters, q, sort, cursor, PAGE_SIZE)
     except Problem as exc:
+        if exc.status in (401, 403, 404):
+            raise  # not allowed to list at all: a page that says so
         error = exc.detail
     except ValueError as exc:  # an enum filter with a value that is not one of its options
         error = ui.t("A filter has a value that is not one of its options.") + f" ({exc})"
