@@ -98,7 +98,7 @@ MAIN_PAGES = ["/", "/services", "/services/tree", "/services/new", "/costs", "/c
               "/admin/sla/new", "/admin/matrix", "/admin/windows", "/admin/windows/new", "/articles", "/articles/new",
               "/search?q=portal", "/notifications", "/admin/workflows", "/admin/workflows/new", "/admin/webhooks",
               "/admin/webhooks/new", "/admin/templates", "/admin/templates/new", "/costs/entries/new", "/cmdb/import",
-              "/admin/emails", "/admin/emails?status=failed"]
+              "/admin/emails", "/admin/emails?status=failed", "/costs/entries/bulk"]
 
 
 @pytest.mark.parametrize("url", MAIN_PAGES)
@@ -508,3 +508,21 @@ def test_a_user_without_roles_gets_a_plain_home_and_refusals(app, world):
     home = client.get("/")
     assert home.status_code == 200 and "Use the menu" in home.text and 'href="/services"' not in home.text
     assert client.get("/services").status_code == 403
+
+
+def test_many_cost_entries_from_a_csv_all_or_nothing(admin):
+    export = admin.get("/services/export.csv?type=business")
+    service_id = export.text.splitlines()[1].split(",")[0]
+    page = admin.get("/costs/entries/bulk")
+    header = "service_id,category,amount,currency,period_start,period_end,description\n"
+    bad = (header + f"{service_id},people,100,USD,2026-01-01,2026-01-31,ok\n"
+           f"{service_id},people,-3,USD,2026-01-01,2026-01-31,x\n")
+    refused = admin.post("/costs/entries/bulk", data={"csrf": csrf_of(page.text)},
+                         files={"file": ("costs.csv", bad.encode(), "text/csv")})
+    assert refused.status_code == 422 and "Nothing was written" in refused.text
+    assert re.search(r"<th scope=\"row\">3</th><td>amount</td>", refused.text)
+    good = (header + f"{service_id},people,100,USD,2026-01-01,2026-01-31,a\n"
+            f"{service_id},process,50.5,EUR,2026-01-01,2026-01-31,b\n")
+    accepted = admin.post("/costs/entries/bulk", data={"csrf": csrf_of(page.text)},
+                          files={"file": ("costs.csv", good.encode(), "text/csv")})
+    assert accepted.status_code == 200 and "2 cost entries recorded." in accepted.text

@@ -138,13 +138,13 @@ def export(request: Request, db: Session, ui: UI, spec: ListSpec) -> Response:
     sort = request.query_params.get("sort") or spec.default_sort
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow([c.title for c in spec.columns])
+    writer.writerow(["id", *(c.title for c in spec.columns)])  # the id: for imports and the API
     cursor, written = None, 0
     while written < EXPORT_MAX_ROWS:
         rows, cursor = spec.fetch(db, ui, filters, q, sort, cursor, 500)
         extras = spec.extras(db, ui, rows) if spec.extras and rows else {}
         for row in rows:
-            writer.writerow([_csv_safe(c.csv_value(row, extras)) for c in spec.columns])
+            writer.writerow([str(_get(row, "id") or ""), *(_csv_safe(c.csv_value(row, extras)) for c in spec.columns)])
         written += len(rows)
         if cursor is None or not rows:
             break

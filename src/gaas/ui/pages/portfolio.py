@@ -306,6 +306,72 @@ def cost_entries_csv(request: Request, db: DbSession, ui: CurrentUI) -> Response
     return lists.export(request, db, ui, COST_ENTRIES)
 
 
+BULK_COLUMNS = ("service_id", "category", "amount", "currency", "period_start", "period_end", "description")
+
+
+@router.get("/costs/entries/bulk", response_class=HTMLResponse)
+def bulk_entries_page(request: Request, db: DbSession, ui: CurrentUI) -> Response:
+    return render(request, "cost_bulk.html", {"title": ui.t("Record many cost entries"), "errors": None,
+                                              "bad_rows": [], "created": None, "columns": BULK_COLUMNS})
+
+
+@router.post("/costs/entries/bulk", response_class=HTMLResponse)
+def bulk_entries(request: Request, db: DbSession, ui: CurrentUI, form: CheckedForm) -> Response:
+    """A CSV of cost entries through the API's bulk creation: all or nothing, every bad line named."""
+    import csv
+    import io
+    import re
+
+    upload = form.get("file")
+    errors = forms.FormErrors()
+    bad_rows: list[tuple[int, str, str]] = []
+    created = None
+    rows: list[dict[str, Any]] = []
+    if upload is None or not hasattr(upload, "file"):
+        errors.add("file", "choose a CSV file")
+    else:
+        text_stream = io.TextIOWrapper(upload.file, encoding="utf-8-sig", errors="replace", newline="")
+        reader = csv.DictReader(text_stream)
+        missing = [c for c in BULK_COLUMNS[:-1] if c not in (reader.fieldnames or [])]
+        if missing:
+            errors.add("file", "the header must name " + ", ".join(BULK_COLUMNS) + f" (missing: {', '.join(missing)})")
+        else:
+            rows = [{k: (v.strip() or None) if isinstance(v, str) else v for k, v in row.items() if k in BULK_COLUMNS}
+                    for row in reader]
+            if not rows:
+                errors.add("file", "the file has no rows")
+            elif len(rows) > 5000:
+                errors.add("file", "at most 5,000 rows at a time")
+    if not errors:
+        from pydantic import ValidationError
+
+        from gaas.costs.schemas import CostEntryBulk
+
+        try:
+            with db.begin_nested():
+                created = costs.create_entries(db, ui.actor, CostEntryBulk.model_validate({"items": rows}).items)
+        except ValidationError as exc:
+            bad_rows = [(int(e["loc"][1]) + 2, str(e["loc"][2]) if len(e["loc"]) > 2 else "", e["msg"])
+                        for e in exc.errors() if len(e["loc"]) > 1 and str(e["loc"][1]).isdigit()]
+        except Exception as exc:
+            from gaas.core.errors import Problem
+
+            if not isinstance(exc, Problem):
+                raise
+            for item in exc.errors:
+                match = re.match(r"^items\.(\d+)\.(.+)$", str(item.get("field", "")))
+                if match:
+                    bad_rows.append((int(match[1]) + 2, match[2], item.get("message", "invalid")))
+                else:
+                    errors.general.append(item.get("message", exc.detail))
+            if not exc.errors:
+                errors.general.append(exc.detail)
+    status = 422 if (errors or bad_rows) else 200
+    return render(request, "cost_bulk.html", {"title": ui.t("Record many cost entries"), "errors": errors or None,
+                                              "bad_rows": bad_rows, "created": len(created) if created else None,
+                                              "columns": BULK_COLUMNS}, status=status)
+
+
 ENTRY_FIELDS = ("category", "amount", "currency", "period_start", "period_end", "description")
 
 
