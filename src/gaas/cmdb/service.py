@@ -7,7 +7,7 @@ import contextlib
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -632,7 +632,7 @@ def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = Tr
                    for k in ("id", "number", "name", "type", "domain", "sla_target")},
                 "via_ci_count": count, "via_ci_ids": sample[:impact_graph.SAMPLES]}
 
-    work = _work_on(db, actor, {root.id} | walk.reached_ids()) if dependents else {}
+    work = _work_on(db, actor, walk.reached_ids()) if dependents else {}
     return {
         "ci": CIOut.model_validate(root).model_dump(mode="json"),
         "direction": "dependents" if dependents else "dependencies", "max_depth": max_depth,
@@ -645,7 +645,7 @@ def impact(db: Session, actor: Actor, ci_id: uuid.UUID, *, dependents: bool = Tr
     }
 
 
-def _work_on(db: Session, actor: Actor, ci_ids: set[uuid.UUID]) -> dict[str, Any]:
+def _work_on(db: Session, actor: Actor, ci_ids: Collection[uuid.UUID]) -> dict[str, Any]:
     """The open incidents and the approved, scheduled or running changes on the impacted CIs
     (the failing one included), through their modules: what is already known to be wrong, and
     what is about to be touched."""
