@@ -213,7 +213,8 @@ PAGES = [("home", "/"), ("services", "/services"), ("service-tree", "/services/t
          ("change-new", "/changes/new"), ("service-new", "/services/new"), ("ci-new", "/cis/new"),
          ("cost-entry-new", "/costs/entries/new"), ("change-templates", "/admin/templates"),
          ("cmdb-import", "/cmdb/import"), ("emails", "/admin/emails"), ("problem-new", "/problems/new"),
-         ("article-new", "/articles/new"), ("cost-entries-bulk", "/costs/entries/bulk")]
+         ("article-new", "/articles/new"), ("cost-entries-bulk", "/costs/entries/bulk"),
+         ("search-language", "/admin/search-language?domain=healthcare")]
 
 
 @pytest.mark.parametrize(("name", "path"), PAGES, ids=[p[0] for p in PAGES])

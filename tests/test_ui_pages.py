@@ -98,7 +98,8 @@ MAIN_PAGES = ["/", "/services", "/services/tree", "/services/new", "/costs", "/c
               "/admin/sla/new", "/admin/matrix", "/admin/windows", "/admin/windows/new", "/articles", "/articles/new",
               "/search?q=portal", "/notifications", "/admin/workflows", "/admin/workflows/new", "/admin/webhooks",
               "/admin/webhooks/new", "/admin/templates", "/admin/templates/new", "/costs/entries/new", "/cmdb/import",
-              "/admin/emails", "/admin/emails?status=failed", "/costs/entries/bulk"]
+              "/admin/emails", "/admin/emails?status=failed", "/costs/entries/bulk",
+              "/admin/search-language", "/admin/search-language?domain=healthcare"]
 
 
 @pytest.mark.parametrize("url", MAIN_PAGES)
@@ -526,3 +527,14 @@ def test_many_cost_entries_from_a_csv_all_or_nothing(admin):
     accepted = admin.post("/costs/entries/bulk", data={"csrf": csrf_of(page.text)},
                           files={"file": ("costs.csv", good.encode(), "text/csv")})
     assert accepted.status_code == 200 and "2 cost entries recorded." in accepted.text
+
+
+def test_a_domains_search_language_is_validated_and_set(app):
+    admin = login(app, "healthcare.domain_admin")  # every permission but domain.manage: search.manage too
+    page = admin.get("/admin/search-language?domain=healthcare")
+    bad = admin.post("/admin/search-language", data={"csrf": csrf_of(page.text), "domain": "healthcare",
+                                                     "language": "klingon"})
+    assert bad.status_code == 422 and 'id="err-language"' in bad.text
+    good = admin.post("/admin/search-language", data={"csrf": csrf_of(page.text), "domain": "healthcare",
+                                                      "language": "simple"})
+    assert good.status_code == 200 and "<strong>simple</strong>" in good.text

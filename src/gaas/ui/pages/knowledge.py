@@ -174,6 +174,35 @@ def article_action(article_id: uuid.UUID, action: str, request: Request, db: DbS
                     flash="Thank you for your feedback." if action == "feedback" else "Done.")
 
 
+# ---- search language per domain ------------------------------------------------------------------
+
+def _language_page(request, db, ui: UI, domain: str | None, *, errors=None, value: str | None = None,
+                   status: int = 200) -> Response:
+    current = knowledge.get_search_language(db, ui.actor, domain)
+    return render(request, "search_language.html", {"title": ui.t("Search language"), "current": current,
+                                                    "domain": domain, "domains": domain_options(db, ui),
+                                                    "errors": errors, "value": value or current.language},
+                  status=status)
+
+
+@router.get("/admin/search-language", response_class=HTMLResponse)
+def search_language(request: Request, db: DbSession, ui: CurrentUI) -> Response:
+    return _language_page(request, db, ui, request.query_params.get("domain") or None)
+
+
+@router.post("/admin/search-language", response_class=HTMLResponse)
+def save_search_language(request: Request, db: DbSession, ui: CurrentUI, form: CheckedForm) -> Response:
+    from gaas.knowledge.schemas import SearchLanguagePut
+
+    domain = forms.text(form, "domain")
+    language = forms.text(form, "language")
+    _, errors = forms.attempt(db, lambda: knowledge.put_search_language(db, ui.actor, domain, SearchLanguagePut(
+        language=language or "", version=forms.version(form)), None))
+    if errors:
+        return _language_page(request, db, ui, domain, errors=errors, value=language, status=errors.status)
+    return redirect(f"/admin/search-language?domain={domain or ''}", request, flash="Saved.")
+
+
 # ---- global search ------------------------------------------------------------------------------
 
 UI_PATHS = {"article": "/articles/", "incident": "/incidents/", "problem": "/problems/", "change": "/changes/",
