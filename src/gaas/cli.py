@@ -39,6 +39,21 @@ console = Console()
 err = Console(stderr=True)
 
 
+def _in_batches(work, batch: int) -> int:
+    """Run `work(db) -> rows done` as the platform, one transaction per batch, until a batch
+    comes back short; the total."""
+    from gaas.core.db import unit_of_work
+    from gaas.iam import service as iam
+
+    total = 0
+    while True:
+        with unit_of_work(iam.system_actor()) as db:
+            done = work(db)
+        total += done
+        if done < batch:
+            return total
+
+
 def _fail(message: str) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}")
     return typer.Exit(code=1)
@@ -386,17 +401,9 @@ def sla_check(
     """Mark open incidents past their SLA due date as breached (each exactly once, with its audit
     row and incident.sla_breached event). Safe to run from several hosts at once; the worker will
     run it on a schedule."""
-    from gaas.core.db import unit_of_work
-    from gaas.iam import service as iam
     from gaas.incidents import service as incidents
 
-    total = 0
-    while True:
-        with unit_of_work(iam.system_actor()) as db:
-            marked = incidents.mark_sla_breaches(db, batch=batch)
-        total += marked
-        if marked < batch:
-            break
+    total = _in_batches(lambda db: incidents.mark_sla_breaches(db, batch=batch), batch)
     console.print(f"{total} incident(s) newly marked as breached.")
 
 
@@ -406,17 +413,9 @@ def knowledge_retire_expired(
 ) -> None:
     """Retire published articles whose valid_to has passed (audited, with an article.retired
     event each). Safe to run from several hosts at once; the worker runs it on a schedule."""
-    from gaas.core.db import unit_of_work
-    from gaas.iam import service as iam
     from gaas.knowledge import service as knowledge
 
-    total = 0
-    while True:
-        with unit_of_work(iam.system_actor()) as db:
-            retired = knowledge.retire_expired(db, batch=batch)
-        total += retired
-        if retired < batch:
-            break
+    total = _in_batches(lambda db: knowledge.retire_expired(db, batch=batch), batch)
     console.print(f"{total} article(s) retired.")
 
 

@@ -40,7 +40,13 @@ from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit
 from gaas.core.pagination import SortKey, paginate
 from gaas.core.queries import contains_pattern, where_equal
-from gaas.core.records import expected_version, hard_delete, restore, soft_delete, stamp_created
+from gaas.core.records import (
+    delete_announced,
+    expected_version,
+    hard_delete,
+    restore_announced,
+    stamp_created,
+)
 from gaas.iam import service as iam
 from gaas.incidents import service as incidents
 
@@ -464,20 +470,14 @@ def risk_assessment(db: Session, actor: Actor, change_id: uuid.UUID) -> RiskAsse
 def delete_change(db: Session, actor: Actor, change_id: uuid.UUID, if_match: int | None) -> Change:
     change = get_change(db, actor, change_id)
     require(actor, "change.delete", change.domain)
-    soft_delete(change, actor, header_version=if_match)
-    db.flush()
-    emit(db, events.CHANGE_DELETED, domain=change.domain, entity_type="change", entity_id=change.id,
-         payload={"number": change.number})
+    delete_announced(db, change, actor, if_match=if_match, event_type=events.CHANGE_DELETED, entity_type="change")
     return change
 
 
 def restore_change(db: Session, actor: Actor, change_id: uuid.UUID) -> Change:
     change = get_change(db, actor, change_id)
     require(actor, "change.delete", change.domain)
-    restore(change, actor)
-    db.flush()
-    emit(db, events.CHANGE_RESTORED, domain=change.domain, entity_type="change", entity_id=change.id,
-         payload={"number": change.number})
+    restore_announced(db, change, actor, event_type=events.CHANGE_RESTORED, entity_type="change")
     return change
 
 

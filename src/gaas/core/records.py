@@ -57,6 +57,25 @@ def restore(obj: AuditedMixin, actor: Actor) -> None:
     obj.updated_by = actor.user_id
 
 
+def delete_announced(db: Session, obj: Any, actor: Actor, *, if_match: int | None, event_type: str,
+                     entity_type: str) -> None:
+    """Soft-delete a numbered record and announce it (`{"number": …}`) in the same transaction."""
+    soft_delete(obj, actor, header_version=if_match)
+    _announce(db, obj, event_type, entity_type)
+
+
+def restore_announced(db: Session, obj: Any, actor: Actor, *, event_type: str, entity_type: str) -> None:
+    restore(obj, actor)
+    _announce(db, obj, event_type, entity_type)
+
+
+def _announce(db: Session, obj: Any, event_type: str, entity_type: str) -> None:
+    from gaas.core.events import emit
+
+    db.flush()
+    emit(db, event_type, domain=obj.domain, entity_type=entity_type, entity_id=obj.id, payload={"number": obj.number})
+
+
 def hard_delete(db: Session, obj: Any) -> None:
     """Delete one association row (a role assignment, a relationship) and make sure it went:
     row-level security turns a forbidden DELETE into "0 rows", which must not pass for success."""

@@ -17,7 +17,7 @@ from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit
 from gaas.core.pagination import SortKey, paginate
 from gaas.core.queries import contains_pattern, where_equal
-from gaas.core.records import expected_version, restore, soft_delete, stamp_created
+from gaas.core.records import delete_announced, expected_version, restore_announced, stamp_created
 from gaas.iam import service as iam
 from gaas.incidents import events
 from gaas.incidents import service as incidents
@@ -190,20 +190,14 @@ def update_problem(db: Session, actor: Actor, problem_id: uuid.UUID, data: Probl
 def delete_problem(db: Session, actor: Actor, problem_id: uuid.UUID, if_match: int | None) -> Problem:
     problem = get_problem(db, actor, problem_id)
     _require(actor, "problem.delete", problem.domain)
-    soft_delete(problem, actor, header_version=if_match)
-    db.flush()
-    emit(db, events.PROBLEM_DELETED, domain=problem.domain, entity_type="problem", entity_id=problem.id,
-         payload={"number": problem.number})
+    delete_announced(db, problem, actor, if_match=if_match, event_type=events.PROBLEM_DELETED, entity_type="problem")
     return problem
 
 
 def restore_problem(db: Session, actor: Actor, problem_id: uuid.UUID) -> Problem:
     problem = get_problem(db, actor, problem_id)
     _require(actor, "problem.delete", problem.domain)
-    restore(problem, actor)
-    db.flush()
-    emit(db, events.PROBLEM_RESTORED, domain=problem.domain, entity_type="problem", entity_id=problem.id,
-         payload={"number": problem.number})
+    restore_announced(db, problem, actor, event_type=events.PROBLEM_RESTORED, entity_type="problem")
     return problem
 
 

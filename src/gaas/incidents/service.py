@@ -20,7 +20,7 @@ from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit, emit_many
 from gaas.core.pagination import SortKey, paginate
 from gaas.core.queries import contains_pattern, where_equal
-from gaas.core.records import expected_version, restore, soft_delete, stamp_created
+from gaas.core.records import delete_announced, expected_version, restore_announced, stamp_created
 from gaas.core.settings import get_settings
 from gaas.iam import service as iam
 from gaas.incidents import events
@@ -546,18 +546,12 @@ def set_problem(db: Session, actor: Actor, incident: Incident, problem_id: uuid.
 def delete_incident(db: Session, actor: Actor, incident_id: uuid.UUID, if_match: int | None) -> Incident:
     incident = get_incident(db, actor, incident_id)
     require(actor, "incident.delete", incident.domain)
-    soft_delete(incident, actor, header_version=if_match)
-    db.flush()
-    emit(db, events.INCIDENT_DELETED, domain=incident.domain, entity_type="incident", entity_id=incident.id,
-         payload={"number": incident.number})
+    delete_announced(db, incident, actor, if_match=if_match, event_type=events.INCIDENT_DELETED, entity_type="incident")
     return incident
 
 
 def restore_incident(db: Session, actor: Actor, incident_id: uuid.UUID) -> Incident:
     incident = get_incident(db, actor, incident_id)
     require(actor, "incident.delete", incident.domain)
-    restore(incident, actor)
-    db.flush()
-    emit(db, events.INCIDENT_RESTORED, domain=incident.domain, entity_type="incident", entity_id=incident.id,
-         payload={"number": incident.number})
+    restore_announced(db, incident, actor, event_type=events.INCIDENT_RESTORED, entity_type="incident")
     return incident
