@@ -134,11 +134,7 @@ class GraphWalk:
     def reached_ids(self) -> ReachedCIs:
         """The start and every CI reached, as a collection that answers `in` without making a
         uuid per node (a core switch reaches more than half a million)."""
-        marks = bytearray(len(self.graph.ids))
-        marks[self.start] = 1
-        for node in self.order:
-            marks[node] = 1
-        return ReachedCIs(self.graph, marks, len(self.order) + 1)
+        return ReachedCIs(self.graph, [self.start, *self.order])
 
     def depth(self, ci_id: uuid.UUID) -> int:
         return self.depth_of[self.graph.index[ci_id]]
@@ -167,19 +163,23 @@ class GraphWalk:
 @dataclass
 class ReachedCIs(Collection[uuid.UUID]):
     graph: ImpactGraph
-    marks: bytearray
-    count: int
+    nodes: list[int]
+    _marks: bytearray | None = None  # made on the first `in`: a typical walk is only iterated
 
     def __len__(self) -> int:
-        return self.count
+        return len(self.nodes)
 
     def __contains__(self, ci_id: object) -> bool:
+        if self._marks is None:
+            self._marks = bytearray(len(self.graph.ids))
+            for node in self.nodes:
+                self._marks[node] = 1
         node = self.graph.index.get(ci_id)  # type: ignore[arg-type]
-        return node is not None and self.marks[node] == 1
+        return node is not None and self._marks[node] == 1
 
     def __iter__(self) -> Iterator[uuid.UUID]:
         ids = self.graph.ids
-        return (ids[n] for n, mark in enumerate(self.marks) if mark)
+        return (ids[n] for n in self.nodes)
 
 
 @dataclass
