@@ -83,7 +83,7 @@ class FeedbackPut(Strict):
     comment: Comment | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> FeedbackPut:
+    def _helpful_or_comment(self) -> FeedbackPut:
         if self.helpful is None and self.comment is None:
             raise ValueError("give 'helpful', a 'comment', or both")
         return self

@@ -119,14 +119,6 @@ def readable_filter(actor: Actor) -> ColumnElement[bool]:
     return or_(published, _scope(actor, WRITE, global_rows="global"), _scope(actor, REVIEW, global_rows="global"))
 
 
-def reader_filter(actor: Actor) -> ColumnElement[bool]:
-    """SQL: published, live, in force and readable by this reader (search and suggestions)."""
-    return and_(Article.status == ArticleStatus.published, Article.deleted_at.is_(None),
-                or_(Article.valid_to.is_(None), Article.valid_to > text("now()")),
-                _scope(actor, VIEW, global_rows="anywhere"),
-                or_(Article.audience == Audience.everyone, _scope(actor, INTERNAL, global_rows="anywhere")))
-
-
 def _require(actor: Actor, permission: str, article_or_domain: Article | str | None) -> None:
     domain = article_or_domain.domain if isinstance(article_or_domain, Article) else article_or_domain
     if not actor.can(permission, domain):

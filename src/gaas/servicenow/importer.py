@@ -256,10 +256,6 @@ class ImportLookups(m.Lookups):
                 return target
         raise Unresolved(f"refers to {what} {text}, which is neither in these files nor imported before")
 
-    def _display_of(self, name: str) -> str | None:
-        item = self.row.fields.get(name)
-        return item.display if item is not None else None
-
     def user(self, value: str) -> uuid.UUID:
         try:
             return self._resolve("sys_user", value, "sys_user")
