@@ -22,14 +22,16 @@ _INSERT = text(
 )
 
 
+def _origin(session: Session) -> dict[str, Any]:
+    """Who and which request an event comes from."""
+    actor = session.info.get("actor")
+    return {"actor_id": actor.user_id if actor else None, "request_id": request_info(session).request_id}
+
+
 def emit(session: Session, event_type: str, *, domain: str | None, entity_type: str,
          entity_id: uuid.UUID | None, payload: dict[str, Any]) -> None:
-    actor = session.info.get("actor")
-    session.execute(_INSERT, {
-        "event_type": event_type, "domain": domain, "entity_type": entity_type, "entity_id": entity_id,
-        "payload": dumps(payload), "actor_id": actor.user_id if actor else None,
-        "request_id": request_info(session).request_id,
-    })
+    session.execute(_INSERT, {"event_type": event_type, "domain": domain, "entity_type": entity_type,
+                              "entity_id": entity_id, "payload": dumps(payload), **_origin(session)})
 
 
 _EMIT_MANY = text("""
@@ -43,14 +45,9 @@ def emit_many(session: Session, event_type: str, entity_type: str,
     """Many events of one type in one statement: (domain, entity id, payload)."""
     if not events:
         return
-    actor = session.info.get("actor")
-    batch = [{"domain": domain, "entity_id": str(entity_id), "payload": payload}
-             for domain, entity_id, payload in events]
-    session.execute(_EMIT_MANY, {
-        "event_type": event_type, "entity_type": entity_type, "actor_id": actor.user_id if actor else None,
-        "request_id": request_info(session).request_id,
-        "events": dumps(batch),
-    })
+    batch = [{"domain": domain, "entity_id": entity_id, "payload": payload} for domain, entity_id, payload in events]
+    session.execute(_EMIT_MANY, {"event_type": event_type, "entity_type": entity_type, "events": dumps(batch),
+                                 **_origin(session)})
 
 
 _EMIT_BATCH = text("""
@@ -76,15 +73,11 @@ def prepare_batch(session: Session, event_type: str, entity_type: str,
     """emit_batch's statement and parameters, to execute later in the same transaction."""
     if not events:
         return None
-    actor = session.info.get("actor")
     by_domain: dict[str | None, list[dict[str, Any]]] = {}
     for domain, entity_id, payload in events:
         by_domain.setdefault(domain, []).append({"entity_id": entity_id, **payload})
-    return _EMIT_BATCH, {
-        "event_type": event_type, "entity_type": entity_type, "actor_id": actor.user_id if actor else None,
-        "request_id": request_info(session).request_id,
-        "batches": dumps([{"domain": domain, "items": items} for domain, items in by_domain.items()]),
-    }
+    return _EMIT_BATCH, {"event_type": event_type, "entity_type": entity_type, **_origin(session),
+                         "batches": dumps([{"domain": domain, "items": items} for domain, items in by_domain.items()])}
 
 
 def outbox_metrics(session: Session) -> list:
