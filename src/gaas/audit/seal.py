@@ -165,46 +165,49 @@ def verify(conn: Connection, *, period: date | None = None) -> Verification:
     return result
 
 
-def _by_chain(rows, seals) -> Iterator[tuple[tuple[str, date], list, list]]:
-    """Both ordered streams, grouped per chain, chains in order (one may lack a chain the other has)."""
+def _by_chain(rows, seals) -> Iterator[tuple[tuple[str, date], Iterator, Iterator]]:
+    """Both ordered streams, grouped per chain, chains in order (one may lack a chain the other
+    has). Groups are streamed, never held: a domain's month may hold millions of rows."""
     row_groups = itertools.groupby(rows, key=lambda r: (r.chain_domain, r.period))
     seal_groups = itertools.groupby(seals, key=lambda s: (s.chain_domain, s.period))
     row_next, seal_next = next(row_groups, None), next(seal_groups, None)
     while row_next or seal_next:
         key = min(g[0] for g in (row_next, seal_next) if g)
-        chain_rows = list(row_next[1]) if row_next and row_next[0] == key else []
-        chain_seals = list(seal_next[1]) if seal_next and seal_next[0] == key else []
-        if chain_rows:
+        has_rows, has_seals = bool(row_next and row_next[0] == key), bool(seal_next and seal_next[0] == key)
+        yield key, row_next[1] if has_rows else iter(()), seal_next[1] if has_seals else iter(())
+        # Advancing a groupby skips whatever of its current group was left unread.
+        if has_rows:
             row_next = next(row_groups, None)
-        if chain_seals:
+        if has_seals:
             seal_next = next(seal_groups, None)
-        yield key, chain_rows, chain_seals
 
 
-def _verify_chain(conn: Connection, key: tuple[str, date], rows: list, seals: list
+def _verify_chain(conn: Connection, key: tuple[str, date], rows: Iterator, seals: Iterator
                   ) -> tuple[Finding | None, bytes, int]:
-    previous, r, s = GENESIS, 0, 0
+    """Walk one chain's rows and seals side by side: the first divergence, the head, rows checked."""
+    previous, checked, last_position = GENESIS, 0, 0
+    row, seal_ = next(rows, None), next(seals, None)
 
     def finding(kind: str, position: int, audit_id: Any, detail: str) -> Finding:
         return Finding(kind, key[0], key[1], position, str(audit_id), detail)
 
-    while r < len(rows) or s < len(seals):
-        row = rows[r] if r < len(rows) else None
-        seal_ = seals[s] if s < len(seals) else None
+    while row is not None or seal_ is not None:
         if seal_ is not None and chained(previous, bytes(seal_.row_hash)) != bytes(seal_.chain_hash):
             return finding("seal_altered", seal_.position, seal_.audit_id,
-                           "the seal itself was altered: its chain hash does not follow"), previous, r
+                           "the seal itself was altered: its chain hash does not follow"), previous, checked
         if row is not None and seal_ is not None and row.id == seal_.audit_id:
             if row_hash(row.canonical) != bytes(seal_.row_hash):
-                return finding("changed", seal_.position, row.id, "the row differs from what was sealed"), previous, r
-            previous, r, s = bytes(seal_.chain_hash), r + 1, s + 1
+                return finding("changed", seal_.position, row.id,
+                               "the row differs from what was sealed"), previous, checked
+            previous, checked, last_position = bytes(seal_.chain_hash), checked + 1, seal_.position
+            row, seal_ = next(rows, None), next(seals, None)
             continue
         if row is not None and (seal_ is None or not _is_sealed(conn, row.id)):
-            return finding("inserted", seal_.position if seal_ else len(seals) + 1, row.id,
-                           "a row below the seal horizon that was never sealed: inserted out of band"), previous, r
+            return finding("inserted", seal_.position if seal_ else last_position + 1, row.id,
+                           "below the seal horizon but never sealed: inserted out of band"), previous, checked
         return finding("removed", seal_.position, seal_.audit_id,
-                       "a sealed row is missing from the audit log"), previous, r
-    return None, previous, r
+                       "a sealed row is missing from the audit log"), previous, checked
+    return None, previous, checked
 
 
 def _is_sealed(conn: Connection, audit_id: Any) -> bool:
