@@ -1,6 +1,7 @@
 from fastapi.testclient import TestClient
 
 from gaas.core import bootstrap
+from gaas.core.app import create_app
 from tests.support import assert_problem
 
 
@@ -48,3 +49,19 @@ def test_ready_is_503_when_the_schema_is_behind(client, database):
         with database.owner_engine.begin() as conn:
             conn.exec_driver_sql("UPDATE public.alembic_version SET version_num = %s", (bootstrap.head_revision(),))
     assert client.get("/api/ready").status_code == 200
+
+
+def test_ready_is_503_when_the_database_is_unreachable():
+    import socket
+
+    from sqlalchemy import create_engine, pool
+    from sqlalchemy.orm import sessionmaker
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nowhere = create_engine(f"postgresql+psycopg://gaas_app:x@127.0.0.1:{port}/gaas", poolclass=pool.NullPool,
+                            connect_args={"connect_timeout": 2})
+    response = TestClient(create_app(sessionmaker(bind=nowhere))).get("/api/ready")
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert response.json()["detail"] == "The database is not reachable."
