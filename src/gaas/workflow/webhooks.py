@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 from sqlalchemy import Select, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from gaas.core.context import Actor
 from gaas.core.errors import Forbidden, NotFound, ValidationProblem
@@ -302,7 +303,9 @@ def _record(db: Session, webhook: Webhook, delivery: WebhookDelivery, attempt: _
         if webhook.consecutive_failures:
             db.execute(text("UPDATE gaas_workflow.webhooks SET consecutive_failures = 0 WHERE id = :id"),
                        {"id": webhook.id})
-            webhook.consecutive_failures = 0
+            # What the database now holds, without the ORM writing the row again (which would bump
+            # the webhook's version under an administrator editing it).
+            set_committed_value(webhook, "consecutive_failures", 0)
         return
     delivery.last_error = attempt.error
     if delivery.attempts >= policy.max_attempts:
