@@ -31,7 +31,13 @@ from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit
 from gaas.core.pagination import SortKey, paginate
 from gaas.core.queries import where_equal
-from gaas.core.records import expected_version, hard_delete, restore, soft_delete, stamp_created
+from gaas.core.records import (
+    delete_announced,
+    expected_version,
+    hard_delete,
+    restore_announced,
+    stamp_created,
+)
 from gaas.iam import service as iam
 from gaas.knowledge import events, render
 from gaas.knowledge.models import (
@@ -572,20 +578,14 @@ def retire_expired(db: Session, *, batch: int = 1000) -> int:
 def delete_article(db: Session, actor: Actor, article_id: uuid.UUID, if_match: int | None) -> Article:
     article = get_article(db, actor, article_id)
     _require_deleter(actor, article)
-    soft_delete(article, actor, header_version=if_match)
-    db.flush()
-    emit(db, events.ARTICLE_DELETED, domain=article.domain, entity_type="article", entity_id=article.id,
-         payload={"number": article.number})
+    delete_announced(db, article, actor, if_match=if_match, event_type=events.ARTICLE_DELETED, entity_type="article")
     return article
 
 
 def restore_article(db: Session, actor: Actor, article_id: uuid.UUID) -> Article:
     article = get_article(db, actor, article_id)
     _require_deleter(actor, article)
-    restore(article, actor)
-    db.flush()
-    emit(db, events.ARTICLE_RESTORED, domain=article.domain, entity_type="article", entity_id=article.id,
-         payload={"number": article.number})
+    restore_announced(db, article, actor, event_type=events.ARTICLE_RESTORED, entity_type="article")
     return article
 
 
