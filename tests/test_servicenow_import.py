@@ -276,3 +276,23 @@ def test_unreadable_files_are_reported(world: World, tmp_path, content):
     path.write_text(content)
     result = gaas("import", "servicenow", str(path), "--domain", world.domain())
     assert result.exit_code == 1 and "incident.json" in result.output
+
+
+def test_an_imported_change_walks_only_moves_its_type_allows():
+    # An emergency change skips review: a state like "Scheduled" must be reached without it.
+    from gaas.changes.models import ChangeStatus, ChangeType
+    from gaas.changes.service import TRANSITIONS
+    from gaas.servicenow.codes import CHANGE_STATUS_OF
+    from gaas.servicenow.importer import _change_path
+
+    for change_type in (ChangeType.normal, ChangeType.emergency):
+        for goal in set(CHANGE_STATUS_OF.values()) - {ChangeStatus.draft}:
+            path = _change_path(ChangeStatus.draft, goal, change_type)
+            if change_type == ChangeType.emergency and goal == ChangeStatus.under_review:
+                assert path == [goal]  # no such state for it: the module refuses, with its reason
+                continue
+            assert path and path[-1] == goal, (change_type, goal, path)
+            for before, after in zip([ChangeStatus.draft, *path], path, strict=False):
+                assert after in TRANSITIONS[change_type][before], (change_type, goal, path)
+    assert ChangeStatus.under_review not in _change_path(ChangeStatus.draft, ChangeStatus.scheduled,
+                                                          ChangeType.emergency)

@@ -726,7 +726,7 @@ class Importer:
             if fields:
                 change = m.update_change(self.db, self.actor, change, fields, plain, None)
         goal = c.CHANGE_STATUS_OF.get(target or "")
-        for step in _change_path(change.status, goal):
+        for step in _change_path(change.status, goal, change.type):
             try:
                 change = changes.update_change(self.db, self.actor, change.id,
                                                ChangeUpdate(status=step, version=change.version), None)
@@ -756,17 +756,32 @@ class Importer:
         return "updated"
 
 
-def _change_path(current: Any, goal: Any) -> list[Any]:
-    from gaas.changes.models import ChangeStatus as S
+def _change_path(current: Any, goal: Any, change_type: Any) -> list[Any]:
+    """The shortest walk to `goal` that the change module's own rules for this type allow (an
+    emergency change skips review), one audited move at a time; when there is none, the goal
+    itself, for the module to refuse with its reason."""
+    from collections import deque
+
+    from gaas.changes.service import TRANSITIONS
 
     if goal is None or goal == current:
         return []
-    if goal == S.cancelled:
+    moves = TRANSITIONS[change_type]
+    came_from: dict[Any, Any] = {current: None}
+    queue = deque([current])
+    while queue:
+        status = queue.popleft()
+        for following in sorted(moves.get(status, ()), key=lambda s: s.value):
+            if following not in came_from:
+                came_from[following] = status
+                queue.append(following)
+    if goal not in came_from:
         return [goal]
-    path = [S.draft, S.submitted, S.under_review, S.approved, S.scheduled, S.implementing, S.implemented, S.closed]
-    if current in path and goal in path and path.index(goal) > path.index(current):
-        return path[path.index(current) + 1: path.index(goal) + 1]
-    return [goal]
+    path = []
+    while goal != current:
+        path.append(goal)
+        goal = came_from[goal]
+    return path[::-1]
 
 
 def import_files(db: Session, actor: Actor, paths: list[Path], *, domain: str, owner_id: uuid.UUID | None = None,
