@@ -173,6 +173,12 @@ def test_resolving_a_problem_resolves_its_open_incidents_in_the_same_transaction
     rows = audit_rows(database, request_id)
     assert {r["request_id"] for r in rows} == {request_id}
     assert [r["entity_type"] for r in rows].count("incident") == 3  # new → in_progress → resolved, and one more
+    # Once resolved, the offer is over: asking again is refused (it would depend on who asks) and changes nothing.
+    current = client.get(purl(problem), headers=agent.headers).json()
+    again = client.patch(purl(problem), json={"status": "resolved", "resolve_incidents": True,
+                                              "version": current["version"]}, headers=agent.headers)
+    assert_problem(again, 422, "resolve_incidents")
+    assert client.get(purl(problem), headers=agent.headers).json() == current
 
 
 def test_links_stay_within_the_domain_and_closed_problems_take_no_incidents(client, world, team):

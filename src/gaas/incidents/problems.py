@@ -141,7 +141,7 @@ def update_problem(db: Session, actor: Actor, problem_id: uuid.UUID, data: Probl
                                                            "incident_resolution_notes"})
     changes = {k: v for k, v in changes.items() if getattr(problem, k) != v}
     status = changes.pop("status", problem.status)
-    if data.resolve_incidents and status != ProblemStatus.resolved:
+    if data.resolve_incidents and (status != ProblemStatus.resolved or problem.status == ProblemStatus.resolved):
         raise ValidationProblem.field("resolve_incidents", "only when resolving the problem (status=resolved)",
                                       "state")
     if problem.status == ProblemStatus.closed and (changes or status != problem.status):
@@ -159,7 +159,8 @@ def update_problem(db: Session, actor: Actor, problem_id: uuid.UUID, data: Probl
     was_known_error, old_status = problem.known_error, problem.status
     for key, value in changes.items():
         setattr(problem, key, value)
-    problem.updated_by = actor.user_id
+    if changes or status != old_status:  # a request that changes nothing is no edit
+        problem.updated_by = actor.user_id
     if status != old_status:
         problem.status = status
         if status == ProblemStatus.resolved:
