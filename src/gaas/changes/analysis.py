@@ -22,11 +22,11 @@ RECENT_FAILURES = timedelta(days=90)
 WINDOW_KINDS = ("blackout", "outside_maintenance")
 
 
-def impact(db: Session, actor: Actor, ci_ids: list[uuid.UUID]) -> cmdb.ImpactSet:
+def impact(db: Session, actor: Actor, ci_ids: list[uuid.UUID], *, with_services: bool = True) -> cmdb.ImpactSet:
     """The CIs that fail with these CIs (and the services above them), as far as the caller sees."""
     if not ci_ids:
         return cmdb.ImpactSet(frozenset(), [], [])
-    return cmdb.impact_of(db, actor, list(dict.fromkeys(ci_ids)))
+    return cmdb.impact_of(db, actor, list(dict.fromkeys(ci_ids)), with_services=with_services)
 
 
 # ---- conflicts ------------------------------------------------------------------------------------
@@ -71,9 +71,10 @@ def _change_conflicts(db: Session, actor: Actor, change: Change, cis: list[uuid.
             pending.append(other)
     # The other direction: do our CIs depend on theirs? One walk over all of them first; only when
     # it meets our CIs, one walk per change to say which.
-    if pending and ours & impact(db, actor, sorted({c for o in pending for c in o.affected_cis or []})).cis:
+    theirs_all = sorted({c for o in pending for c in o.affected_cis or []})
+    if pending and ours & impact(db, actor, theirs_all, with_services=False).cis:
         for other in pending:
-            if hit := ours & impact(db, actor, list(other.affected_cis or [])).cis:
+            if hit := ours & impact(db, actor, list(other.affected_cis or []), with_services=False).cis:
                 found[other.id] = ("impact", hit, f"this change's CIs depend on CI(s) {other.number} changes")
     return [ChangeConflict(kind=kind, detail=detail, change_id=o.id, number=o.number, status=o.status,
                            planned_start=o.planned_start, planned_end=o.planned_end, ci_ids=sorted(ids))

@@ -668,7 +668,7 @@ class ImpactSet:
 
 
 def impact_of(db: Session, actor: Actor, ci_ids: list[uuid.UUID], *,
-              max_depth: int = MAX_IMPACT_DEPTH) -> ImpactSet:
+              max_depth: int = MAX_IMPACT_DEPTH, with_services: bool = True) -> ImpactSet:
     """The union of the given CIs' impact (dependents over depends_on, runs_on, part_of), as far
     as the caller may see. CIs that do not exist or are not visible are ignored: callers check
     their references first."""
@@ -693,6 +693,8 @@ def impact_of(db: Session, actor: Actor, ci_ids: list[uuid.UUID], *,
                        view_domains=actor.domains_with("ci.view"))
         reached.update(walked)
         service_ids.update(entry[3] for entry in walked.values() if entry[3] is not None)
+    if not with_services:  # only the CIs are wanted: skip the walk up the service hierarchy
+        return ImpactSet(frozenset(reached), [], [])
     services, business = catalog.services_with_business_ancestors(db, actor, sorted(service_ids))
     return ImpactSet(frozenset(reached), services, business)
 
