@@ -36,10 +36,10 @@ def on_status_change(db: Session, actor: Actor, change: Change, old: ChangeStatu
         change.workflow_id = instance.id
         db.flush()
     elif old in (S.submitted, S.under_review) and db.info.get(_DECIDING) != change.id:
-        _cancel_running(db, actor, change)
+        _cancel_running(db, change)
 
 
-def _cancel_running(db: Session, actor: Actor, change: Change) -> None:
+def _cancel_running(db: Session, change: Change) -> None:
     if change.workflow_id is None:
         return
     instance = db.get(WorkflowInstance, change.workflow_id)

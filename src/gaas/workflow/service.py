@@ -542,7 +542,7 @@ def run_step(db: Session, instance: WorkflowInstance, now: datetime) -> bool:
     except (Problem, ExpressionError) as exc:
         _fail(db, instance, step, now, exc)
         return False
-    return _goto(db, instance, steps, target, now)
+    return _goto(db, instance, target, now)
 
 
 def _run_automatic(db: Session, instance: WorkflowInstance, step: dict[str, Any], record: Any, name: str,
@@ -577,8 +577,7 @@ def _run_automatic(db: Session, instance: WorkflowInstance, step: dict[str, Any]
     return following
 
 
-def _goto(db: Session, instance: WorkflowInstance, steps: list[dict[str, Any]], target: int | str,
-          now: datetime) -> bool:
+def _goto(db: Session, instance: WorkflowInstance, target: int | str, now: datetime) -> bool:
     if target == "end":
         outcome = (instance.variables or {}).get("outcome", "completed")
         _finish(db, instance, InstanceStatus.completed, outcome, now,
@@ -705,7 +704,7 @@ def decide(db: Session, actor: Actor, approval_id: uuid.UUID, decision: str, com
         instance.variables = {**(instance.variables or {}), "outcome": "rejected", "rejection_comment": comment,
                               "decided_by": str(actor.user_id)}
         with as_platform(db):
-            if _goto(db, instance, steps, step.get("on_reject", "end"), now):
+            if _goto(db, instance, step.get("on_reject", "end"), now):
                 run_until_waiting(db, instance, now)
         return approval
     approvals_so_far = db.scalar(select(func.count()).select_from(ApprovalDecision).where(
@@ -718,7 +717,7 @@ def decide(db: Session, actor: Actor, approval_id: uuid.UUID, decision: str, com
     step_row.acted_by, step_row.comment = actor.user_id, comment
     instance.variables = {**(instance.variables or {}), "outcome": "approved", "decided_by": str(actor.user_id)}
     with as_platform(db):
-        if _goto(db, instance, steps, step.get("next", next_of(steps, step["step"])), now):
+        if _goto(db, instance, step.get("next", next_of(steps, step["step"])), now):
             run_until_waiting(db, instance, now)
     return approval
 
@@ -773,7 +772,7 @@ def complete_task(db: Session, actor: Actor, step_id: uuid.UUID, comment: str | 
     _, steps = _definition_steps(db, instance)
     step = _step(steps, row.step_number)
     with as_platform(db):
-        if _goto(db, instance, steps, step.get("next", next_of(steps, step["step"])), now):
+        if _goto(db, instance, step.get("next", next_of(steps, step["step"])), now):
             run_until_waiting(db, instance, now)
     return row
 

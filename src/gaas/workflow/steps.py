@@ -25,7 +25,6 @@ from gaas.workflow.expressions import check_condition, check_template
 from gaas.workflow.templates import TEMPLATES
 
 STEP_TYPES = ("approval", "task", "notification", "condition", "set_field")
-WAITING_TYPES = frozenset({"approval", "task"})
 PERSON_REFS = ("assignee", "requester")
 MAX_STEPS = 50
 MAX_SLA_HOURS = 24 * 365
