@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gaas.catalog import service as catalog
-from gaas.cmdb import service as cmdb
 from gaas.core.context import Actor
 from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit
@@ -88,26 +85,11 @@ def _require(actor: Actor, permission: str, domain: str) -> None:
         raise Forbidden(f"This needs the '{permission}' permission in domain '{domain}'.", permission=permission)
 
 
-def _check_references(db: Session, actor: Actor, domain: str, values: dict[str, Any]) -> None:
-    user_id = values.get("assigned_to")
-    if user_id is not None and not iam.user_allowed_in_domain(db, user_id, domain):
-        raise ValidationProblem.field("assigned_to", f"no active user allowed in domain '{domain}' has this id",
-                                      "unknown_user")
-    if values.get("service_id") is not None and catalog.service_exists(db, actor, values["service_id"],
-                                                                      domain=domain) is None:
-        raise ValidationProblem.field("service_id", f"no such service in domain '{domain}'", "unknown_service")
-    if values.get("ci_id") is not None:
-        ci = cmdb.ci_exists(db, actor, values["ci_id"])
-        if ci is None or ci.domain not in (None, domain):
-            raise ValidationProblem.field("ci_id", f"no such configuration item in domain '{domain}' or shared",
-                                          "unknown_ci")
-
-
 def create_problem(db: Session, actor: Actor, data: ProblemCreate) -> Problem:
     _require(actor, "problem.manage", data.domain)
     iam.require_active_domain(db, data.domain)
     values = data.model_dump()
-    _check_references(db, actor, data.domain, values)
+    incidents.check_references(db, actor, data.domain, values)
     problem = Problem(**values, status=ProblemStatus.new)
     stamp_created(problem, actor)
     db.add(problem)
@@ -149,7 +131,7 @@ def update_problem(db: Session, actor: Actor, problem_id: uuid.UUID, data: Probl
                        errors=[{"field": next(iter(changes), "status"), "message": "the problem is closed",
                                 "type": "final", "allowed": []}])
     _check_transition(problem.status, status)
-    _check_references(db, actor, problem.domain, changes)
+    incidents.check_references(db, actor, problem.domain, changes)
     root_cause = changes.get("root_cause", problem.root_cause)
     fix = changes.get("permanent_fix", problem.permanent_fix)
     if status in NEEDS_ROOT_CAUSE and _blank(root_cause):

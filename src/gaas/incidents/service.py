@@ -210,9 +210,9 @@ class Lookups:
         return self._once(("policy", domain, priority), lambda: policy_for(self.db, domain, priority))
 
 
-def _check_references(db: Session, actor: Actor, domain: str, values: dict[str, Any],
+def check_references(db: Session, actor: Actor, domain: str, values: dict[str, Any],
                       lookups: Lookups | None = None) -> None:
-    """Every reference the incident makes, checked through the module that owns it."""
+    """Every reference an incident (or a problem) makes, checked through the module that owns it."""
     lookups = lookups or Lookups(db, actor)
     user_id = values.get("assigned_to")
     if user_id is not None and not lookups.assignable(user_id, domain):
@@ -328,7 +328,7 @@ def _new_incident(db: Session, actor: Actor, data: IncidentCreate, lookups: Look
     values = data.model_dump(exclude={"priority"})
     if values["assigned_to"] is not None or values["assigned_group"] is not None:
         require(actor, "incident.assign", data.domain)
-    _check_references(db, actor, data.domain, values, lookups)
+    check_references(db, actor, data.domain, values, lookups)
     priority, overridden, computed = _priority(db, actor, data.domain, data.impact, data.urgency, data.priority,
                                                lookups)
     incident = Incident(**values, priority=priority, priority_overridden=overridden, status=IncidentStatus.new,
@@ -428,7 +428,7 @@ def apply_changes(db: Session, actor: Actor, incident: Incident, changes: dict[s
         require(actor, "incident.resolve", incident.domain)
     if ("assigned_to" in changes or "assigned_group" in changes):
         require(actor, "incident.assign", incident.domain)
-    _check_references(db, actor, incident.domain, changes)
+    check_references(db, actor, incident.domain, changes)
     if incident.status == IncidentStatus.resolved and status == IncidentStatus.in_progress:
         _check_reopen(incident, now)
 
