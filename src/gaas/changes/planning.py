@@ -19,15 +19,11 @@ from gaas.core.pagination import SortKey, paginate
 from gaas.core.queries import where_equal
 from gaas.core.records import apply_patch, restore, soft_delete, stamp_created
 from gaas.iam import service as iam
+from gaas.iam.service import require as _require
 
 MANAGE = "change.approve"  # change managers keep the standard-change catalogue and the windows
 TEMPLATE_SORTS = (SortKey("name", ChangeTemplate.name), SortKey("created_at", ChangeTemplate.created_at))
 WINDOW_SORTS = (SortKey("start_at", ChangeWindow.start_at), SortKey("name", ChangeWindow.name))
-
-
-def _require(actor: Actor, permission: str, domain: str) -> None:
-    if not actor.can(permission, domain):
-        raise Forbidden(f"This needs the '{permission}' permission in domain '{domain}'.", permission=permission)
 
 
 def _check_service(db: Session, actor: Actor, domain: str, service_id: uuid.UUID | None) -> None:

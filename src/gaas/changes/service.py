@@ -48,6 +48,7 @@ from gaas.core.records import (
     stamp_created,
 )
 from gaas.iam import service as iam
+from gaas.iam.service import require
 from gaas.incidents import service as incidents
 
 S = ChangeStatus
@@ -109,11 +110,6 @@ CHANGE_SORTS = (SortKey("number", Change.number), SortKey("created_at", Change.c
 
 def _blank(value: str | None) -> bool:
     return value is None or not value.strip()
-
-
-def require(actor: Actor, permission: str, domain: str) -> None:
-    if not actor.can(permission, domain):
-        raise Forbidden(f"This needs the '{permission}' permission in domain '{domain}'.", permission=permission)
 
 
 def _is_requester(actor: Actor, change: Change) -> bool:

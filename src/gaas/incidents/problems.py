@@ -16,6 +16,7 @@ from gaas.core.pagination import SortKey, paginate
 from gaas.core.queries import contains_pattern, where_equal
 from gaas.core.records import delete_announced, expected_version, restore_announced, stamp_created
 from gaas.iam import service as iam
+from gaas.iam.service import require as _require
 from gaas.incidents import events
 from gaas.incidents import service as incidents
 from gaas.incidents.models import Incident, Priority, Problem, ProblemStatus
@@ -78,11 +79,6 @@ def list_problems(db: Session, actor: Actor, *, domain: str | None, status: Prob
         stmt = stmt.where(Problem.short_description.ilike(contains_pattern(q.strip())))
     return paginate(stmt, id_column=Problem.id, sort_keys=PROBLEM_SORTS, sort=sort, cursor=cursor, limit=limit,
                     execute=db.scalars)
-
-
-def _require(actor: Actor, permission: str, domain: str) -> None:
-    if not actor.can(permission, domain):
-        raise Forbidden(f"This needs the '{permission}' permission in domain '{domain}'.", permission=permission)
 
 
 def create_problem(db: Session, actor: Actor, data: ProblemCreate) -> Problem:

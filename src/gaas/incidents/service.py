@@ -23,6 +23,7 @@ from gaas.core.queries import contains_pattern, where_equal
 from gaas.core.records import delete_announced, expected_version, restore_announced, stamp_created
 from gaas.core.settings import get_settings
 from gaas.iam import service as iam
+from gaas.iam.service import require
 from gaas.incidents import events
 from gaas.incidents.models import (
     OPEN_INCIDENT,
@@ -56,11 +57,6 @@ INCIDENT_SORTS = (SortKey("number", Incident.number), SortKey("priority", Incide
                   SortKey("created_at", Incident.created_at), SortKey("updated_at", Incident.updated_at))
 AT_RISK_SORTS = (SortKey("sla_due", Incident.sla_due),)
 MAX_AT_RISK_WINDOW = timedelta(days=30)
-
-
-def require(actor: Actor, permission: str, domain: str | None) -> None:
-    if not actor.can(permission, domain):
-        raise Forbidden(f"This needs the '{permission}' permission in domain '{domain}'.", permission=permission)
 
 
 def _blank(value: str | None) -> bool:
