@@ -26,7 +26,7 @@ from gaas.core.context import Actor, RequestInfo
 from gaas.core.settings import get_settings
 from gaas.iam import security
 from gaas.iam.models import UserStatus
-from gaas.iam.service import _address_throttled, _build_actor
+from gaas.iam.service import _address_throttled, _build_actor, note_login_failure, record_login
 
 REMEMBER_SECONDS = 300
 _MAX_REMEMBERED = 10_000
@@ -74,22 +74,10 @@ def forget_all() -> None:
         _remembered.clear()
 
 
-def _record(db: Session, user_id, login: str, ok: bool, count: bool, reason: str | None, info: RequestInfo):
-    settings = get_settings()
-    return db.execute(
-        text("SELECT * FROM gaas_iam.record_login(:uid, :login, :ok, :count, :reason, CAST(:ip AS inet),"
-             " :ua, :rid, :max, :mins)"),
-        {"uid": user_id, "login": login[:255], "ok": ok, "count": count, "reason": reason, "ip": info.ip_address,
-         "ua": info.user_agent, "rid": info.request_id, "max": settings.login_max_failures,
-         "mins": settings.lockout_minutes},
-    ).mappings().one()
-
-
 def actor_from_password(db: Session, login: str, password: str, info: RequestInfo) -> BasicResult:
     """The acting user for a Basic-authenticated request, or why not. Refusals that count (a
     wrong password, an unknown user) are recorded like failed logins, and the caller must commit
     them before answering 401 (`recorded`)."""
-    settings = get_settings()
     if _address_throttled(db, info):
         security.verify_password(password, None)
         return BasicResult(None, "too many failed logins from this address", throttled=True)
@@ -107,10 +95,9 @@ def actor_from_password(db: Session, login: str, password: str, info: RequestInf
     if row is None:
         security.verify_password(password, None)
     reason = None if ok else ("unknown user" if row is None else "wrong password")
-    verdict = _record(db, row["id"] if row else None, login, ok, True, reason, info)
-    if not ok and info.ip_address:
-        db.execute(text("SELECT gaas_iam.note_login_failure(CAST(:ip AS inet), :mins)"),
-                   {"ip": info.ip_address, "mins": settings.login_address_window_minutes})
+    verdict = record_login(db, row["id"] if row else None, login, ok, True, reason, info)
+    if not ok:
+        note_login_failure(db, info)
     if not verdict["ok"]:
         return BasicResult(None, reason or "account locked", locked=verdict["locked_until"] is not None,
                            recorded=True)

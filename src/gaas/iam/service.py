@@ -92,16 +92,9 @@ def authenticate(db: Session, login: str, password: str, info: RequestInfo) -> L
     elif not security.verify_password(password, row["password_hash"]):
         reason = "wrong password"
     success = reason == ""
-    verdict = db.execute(
-        text("SELECT * FROM gaas_iam.record_login(:uid, :login, :ok, :count, :reason, CAST(:ip AS inet),"
-             " :ua, :rid, :max, :mins)"),
-        {"uid": row["id"] if row else None, "login": login[:255], "ok": success, "count": count_failure,
-         "reason": reason or None, "ip": info.ip_address, "ua": info.user_agent, "rid": info.request_id,
-         "max": settings.login_max_failures, "mins": settings.lockout_minutes},
-    ).mappings().one()
-    if reason and info.ip_address and not throttled:
-        db.execute(text("SELECT gaas_iam.note_login_failure(CAST(:ip AS inet), :mins)"),
-                   {"ip": info.ip_address, "mins": settings.login_address_window_minutes})
+    verdict = record_login(db, row["id"] if row else None, login, success, count_failure, reason or None, info)
+    if reason and not throttled:
+        note_login_failure(db, info)
     # The database has the last word: it re-checks the lock under a row lock.
     if not verdict["ok"]:
         return LoginResult(ok=False, reason=reason or "account locked", locked_until=verdict["locked_until"],
@@ -114,6 +107,27 @@ def authenticate(db: Session, login: str, password: str, info: RequestInfo) -> L
     token_text, _ = _insert_token(db, actor, user_id=row["id"], user_domain=row["domain"], name="login session",
                                   kind="session", read_only=False, expires_at=expires)
     return LoginResult(ok=True, token=token_text, expires_at=expires)
+
+
+def record_login(db: Session, user_id: uuid.UUID | None, login: str, ok: bool, count: bool, reason: str | None,
+                 info: RequestInfo) -> Any:
+    """Record a login attempt (audited; a counted failure may lock the account, re-checked under
+    a row lock). Returns the verdict: ok, locked_until."""
+    settings = get_settings()
+    return db.execute(
+        text("SELECT * FROM gaas_iam.record_login(:uid, :login, :ok, :count, :reason, CAST(:ip AS inet),"
+             " :ua, :rid, :max, :mins)"),
+        {"uid": user_id, "login": login[:255], "ok": ok, "count": count, "reason": reason, "ip": info.ip_address,
+         "ua": info.user_agent, "rid": info.request_id, "max": settings.login_max_failures,
+         "mins": settings.lockout_minutes},
+    ).mappings().one()
+
+
+def note_login_failure(db: Session, info: RequestInfo) -> None:
+    """Count a failed login against the client's address (password spraying is throttled by address)."""
+    if info.ip_address:
+        db.execute(text("SELECT gaas_iam.note_login_failure(CAST(:ip AS inet), :mins)"),
+                   {"ip": info.ip_address, "mins": get_settings().login_address_window_minutes})
 
 
 def _address_throttled(db: Session, info: RequestInfo) -> bool:
