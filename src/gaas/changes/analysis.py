@@ -86,10 +86,7 @@ def _services_touched(db: Session, actor: Actor, change: Change,
     """The services the change touches (its own, its CIs'); None stands for whatever belongs to no
     service (CIs without one, or a change naming neither service nor CIs)."""
     touched: set[uuid.UUID | None] = {change.service_id} if change.service_id else set()
-    for ci_id in cis:
-        ci = cmdb.ci_exists(db, actor, ci_id)
-        if ci is not None:
-            touched.add(ci.service_id)
+    touched.update(ci.service_id for ci in cmdb.cis_existing(db, actor, cis).values())
     return touched or {None}
 
 

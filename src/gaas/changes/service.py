@@ -182,8 +182,10 @@ def _check_scope(db: Session, actor: Actor, domain: str, values: dict[str, Any])
     if values.get("service_id") is not None and catalog.service_exists(db, actor, values["service_id"],
                                                                       domain=domain) is None:
         raise ValidationProblem.field("service_id", f"no such service in domain '{domain}'", "unknown_service")
-    for index, ci_id in enumerate(values.get("affected_cis") or []):
-        ci = cmdb.ci_exists(db, actor, ci_id)
+    affected = values.get("affected_cis") or []
+    found = cmdb.cis_existing(db, actor, affected)
+    for index, ci_id in enumerate(affected):
+        ci = found.get(ci_id)
         if ci is None or ci.domain not in (None, domain):
             raise ValidationProblem.field(f"affected_cis.{index}", f"no such configuration item in domain "
                                           f"'{domain}' or shared", "unknown_ci")

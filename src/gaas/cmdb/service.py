@@ -307,9 +307,19 @@ def _can_view(actor: Actor, domain: str | None) -> bool:
 def ci_exists(db: Session, actor: Actor, ci_id: uuid.UUID) -> ConfigurationItem | None:
     """For other modules: the live CI the caller can see."""
     ci = db.get(ConfigurationItem, ci_id)
-    if ci is None or ci.deleted_at is not None or not (actor.sees(ci.domain) or ci.domain is None):
-        return None
-    return ci
+    return ci if ci is not None and _live_and_visible(actor, ci) else None
+
+
+def cis_existing(db: Session, actor: Actor, ci_ids: list[uuid.UUID]) -> dict[uuid.UUID, ConfigurationItem]:
+    """For other modules: ci_exists for many CIs in one query (a change names up to 500)."""
+    if not ci_ids:
+        return {}
+    found = db.scalars(select(ConfigurationItem).where(ConfigurationItem.id.in_(set(ci_ids)))).all()
+    return {ci.id: ci for ci in found if _live_and_visible(actor, ci)}
+
+
+def _live_and_visible(actor: Actor, ci: ConfigurationItem) -> bool:
+    return ci.deleted_at is None and (actor.sees(ci.domain) or ci.domain is None)
 
 
 def _check_people_and_service(db: Session, actor: Actor, domain: str | None, values: dict[str, Any]) -> None:

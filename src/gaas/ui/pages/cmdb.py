@@ -81,11 +81,9 @@ def _ci_page(request: Request, db, ui: UI, ci, *, values=None, errors=None, conf
              rel_errors=None, status: int = 200) -> Response:
     rels, _ = cmdb.list_relationships(db, ui.actor, ci_id=ci.id, source_ci_id=None, target_ci_id=None, type_=None,
                                       cursor=None, limit=200)
-    others: dict[uuid.UUID, Any] = {}
-    for rel in rels:
-        for end in (rel.source_ci_id, rel.target_ci_id):
-            if end != ci.id and end not in others:
-                others[end] = cmdb.ci_exists(db, ui.actor, end)
+    ends = [end for rel in rels for end in (rel.source_ci_id, rel.target_ci_id) if end != ci.id]
+    found = cmdb.cis_existing(db, ui.actor, ends)
+    others: dict[uuid.UUID, Any] = {end: found.get(end) for end in ends}
     cls = cmdb.class_for(db, ci.ci_class, ci.domain)
     if values is None:
         values = {k: getattr(ci, k) for k in CI_FIELDS}

@@ -470,11 +470,13 @@ def create_change(request: Request, db: DbSession, ui: CurrentUI, form: CheckedF
 
 
 def _ci_labels(db, ui: UI, values: dict[str, Any]) -> dict[str, str]:
+    given = values.get("affected_cis") or []
+    parsed = {str(ci_id): forms.maybe_uuid(str(ci_id)) for ci_id in given}
+    found = cmdb.cis_existing(db, ui.actor, [p for p in parsed.values() if isinstance(p, uuid.UUID)])
     labels = {}
-    for ci_id in values.get("affected_cis") or []:
-        parsed = forms.maybe_uuid(str(ci_id))
-        ci = cmdb.ci_exists(db, ui.actor, parsed) if isinstance(parsed, uuid.UUID) else None
-        labels[str(ci_id)] = f"{ci.number} · {ci.name}" if ci else str(ci_id)
+    for text_id, ci_id in parsed.items():
+        ci = found.get(ci_id) if isinstance(ci_id, uuid.UUID) else None
+        labels[text_id] = f"{ci.number} · {ci.name}" if ci else text_id
     return labels
 
 
