@@ -485,9 +485,10 @@ def caused_incidents(db: Session, actor: Actor, change_id: uuid.UUID) -> list[Ca
     change = get_change(db, actor, change_id)
     links = db.scalars(select(ChangeIncident).where(ChangeIncident.change_id == change.id)
                        .order_by(ChangeIncident.created_at, ChangeIncident.id)).all()
+    found = incidents.incidents_existing(db, actor, [link.incident_id for link in links])
     out = []
     for link in links:
-        incident = incidents.incident_exists(db, actor, link.incident_id)
+        incident = found.get(link.incident_id)
         out.append(CausedIncidentOut(incident_id=link.incident_id, number=incident.number if incident else None,
                                      short_description=incident.short_description if incident else None,
                                      linked_at=link.created_at, linked_by=link.created_by))

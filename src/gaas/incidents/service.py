@@ -77,9 +77,19 @@ def get_incident(db: Session, actor: Actor, incident_id: uuid.UUID, *, include_d
 def incident_exists(db: Session, actor: Actor, incident_id: uuid.UUID) -> Incident | None:
     """For other modules: the live incident the caller may see."""
     incident = db.get(Incident, incident_id)
-    if incident is None or incident.deleted_at is not None or not actor.can("incident.view", incident.domain):
-        return None
-    return incident
+    return incident if incident is not None and _live_and_viewable(actor, incident) else None
+
+
+def incidents_existing(db: Session, actor: Actor, incident_ids: list[uuid.UUID]) -> dict[uuid.UUID, Incident]:
+    """For other modules: incident_exists for many incidents in one query."""
+    if not incident_ids:
+        return {}
+    found = db.scalars(select(Incident).where(Incident.id.in_(set(incident_ids)))).all()
+    return {i.id: i for i in found if _live_and_viewable(actor, i)}
+
+
+def _live_and_viewable(actor: Actor, incident: Incident) -> bool:
+    return incident.deleted_at is None and actor.can("incident.view", incident.domain)
 
 
 def known_errors(db: Session, incidents: list[Incident]) -> dict[uuid.UUID, KnownError]:

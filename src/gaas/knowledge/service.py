@@ -865,8 +865,8 @@ def solved_incidents(db: Session, actor: Actor, article_id: uuid.UUID) -> list[A
     article = get_article(db, actor, article_id)
     rows = db.scalars(select(ArticleIncident).where(ArticleIncident.article_id == article.id)
                       .order_by(ArticleIncident.created_at.desc(), ArticleIncident.id)).all()
-    return [r for r in rows if actor.can("incident.view", r.domain)
-            and incidents.incident_exists(db, actor, r.incident_id) is not None]
+    found = incidents.incidents_existing(db, actor, [r.incident_id for r in rows])
+    return [r for r in rows if r.incident_id in found]
 
 
 def articles_for_incident(db: Session, actor: Actor, incident_id: uuid.UUID) -> list[Article]:
