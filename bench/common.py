@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -34,6 +34,7 @@ class Figure:
     samples: list[float]  # seconds per operation
     baseline: str = ""
     baseline_samples: list[float] | None = None
+    ceilings: dict[str, float] = field(default_factory=dict)  # further same-run reference rates, per label
 
     @staticmethod
     def ms(samples: list[float], q: float) -> float:
