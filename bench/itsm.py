@@ -256,8 +256,9 @@ def run(db: BenchDatabase, *, incidents: int, changes: int, cis: int, domains: i
              incidents, f"COPY {incidents:,} incidents")
         copy(conn, "gaas_change_mgmt.changes", CHANGE_COLUMNS, change_rows(world, changes, now, rng), changes,
              f"COPY {changes:,} changes")
-        with console.status("ANALYZE"):
+        with console.status("ANALYZE, and the worker's merge of the GIN pending lists"):
             conn.execute("ANALYZE")
+            conn.execute("SELECT gaas_cmdb.merge_pending_index_entries()")
         measure(db, http, conn, world, agent_id=agent_id, agent=agent, manager=manager, repeat=repeat, scale=scale,
                 incidents=incidents, changes=changes, cis=cis, rels=rels, seed=seed, rng=rng)
 

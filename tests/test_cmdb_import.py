@@ -260,3 +260,34 @@ def test_csv_keeps_text_that_looks_like_numbers(client, importer_user):
 def test_identity_keys_are_rendered_exactly_as_stored_ones_were(values):
     # Stored identity keys were made with the standard library; the fast path must not drift from it.
     assert _json_values(values) == json.dumps(values, sort_keys=True, separators=(",", ":"))
+
+
+def test_bulk_index_entries_wait_in_the_pending_list_and_queries_stay_exact(client, database, world, importer_user):
+    """The GIN indexes on names and attributes keep what an import appends in their pending list
+    (merged by the worker, not inline): attribute and name queries find the new CIs before the
+    merge and after it."""
+    from gaas.cmdb import service as cmdb
+    from gaas.workflow.worker import JOBS
+
+    options = {r["relname"]: tuple(sorted(r["reloptions"])) for r in database.owner_rows(
+        "SELECT relname, reloptions FROM pg_class WHERE relname IN ('idx_cis_name_trgm', 'idx_cis_attributes')")}
+    assert options == dict.fromkeys(("idx_cis_name_trgm", "idx_cis_attributes"),
+                                    ("fastupdate=on", "gin_pending_list_limit=1048576"))
+    admin, domain = importer_user["admin"], importer_user["domain"]
+    response, _ = post(client, admin, ndjson(servers("pend", 300, os="Pending OS 1.0")), domain=domain)
+    assert response.json()["created"] == 300, response.text
+
+    def found() -> tuple[int, int]:
+        by_attribute = client.get("/api/v1/cis", params={"attr.os": "Pending OS 1.0", "domain": domain, "limit": 500},
+                                  headers=admin.headers).json()["items"]
+        by_name = database.owner_rows("SELECT count(*) AS n FROM gaas_cmdb.configuration_items "
+                                      "WHERE name ILIKE '%pend-29%'")[0]["n"]
+        return len(by_attribute), by_name
+
+    assert found() == (300, 11)  # pend-29 and pend-290..299
+    with world.session() as db:  # as the application role, like the worker's job
+        merged = cmdb.merge_pending_index_entries(db)
+        again = cmdb.merge_pending_index_entries(db)
+    assert merged > 0 and again == 0
+    assert found() == (300, 11)
+    assert JOBS["cmdb_pending_index_entries"][0] == 60

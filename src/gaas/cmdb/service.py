@@ -577,6 +577,13 @@ def _walk(db: Session, root: uuid.UUID | list[uuid.UUID], *, dependents: bool, t
     return reached
 
 
+def merge_pending_index_entries(db: Session) -> int:
+    """Merge what bulk writes appended to the GIN pending lists of CI names and attributes into the
+    indexes (the worker, every minute): queries were exact before, and are quicker after. Returns
+    the pending-list pages merged."""
+    return int(db.scalar(text("SELECT gaas_cmdb.merge_pending_index_entries()")) or 0)
+
+
 def _fresh_graph(db: Session) -> impact_graph.ImpactGraph | None:
     """The in-memory graph when the CMDB is large enough to need it and the copy is fresh;
     otherwise None (and, if large, a new copy is started in the background)."""

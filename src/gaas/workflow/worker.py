@@ -138,6 +138,12 @@ def _retire_expired_articles(db: Session, settings: Settings) -> None:
     knowledge.retire_expired(db)
 
 
+def _cmdb_pending_index_entries(db: Session, settings: Settings) -> None:
+    from gaas.cmdb import service as cmdb
+
+    cmdb.merge_pending_index_entries(db)
+
+
 # name -> (interval in seconds, job)
 JOBS: dict[str, tuple[int, Callable[[Session, Settings], None]]] = {
     "partitions": (24 * 3600, _partitions),
@@ -145,6 +151,7 @@ JOBS: dict[str, tuple[int, Callable[[Session, Settings], None]]] = {
     "outbox_prune": (3600, _prune_outbox),
     "audit_seal": (60, _audit_seal),
     "retire_expired_articles": (3600, _retire_expired_articles),
+    "cmdb_pending_index_entries": (60, _cmdb_pending_index_entries),
 }
 
 _CLAIM_JOB = text("""
@@ -199,11 +206,28 @@ def _advance(db: Session, now: datetime, limit: int = 20) -> int:
             raise
         except Exception as exc:
             log.exception("workflow instance %s failed", instance_id)
+            _fail_unexpectedly(db, instance_id, now, f"{type(exc).__name__}: {exc}")
+    return len(ids)
+
+
+def _fail_unexpectedly(db: Session, instance_id: uuid.UUID, now: datetime, reason: str) -> None:
+    """End an instance whose step raised: failed, announced and its record's module told (a change
+    goes back from 'submitted'), as for a step that fails cleanly. Should even that raise, the
+    instance is still marked failed, so that it is never retried forever."""
+    try:
+        with db.begin_nested():
             instance = db.get(WorkflowInstance, instance_id, populate_existing=True)
             assert instance is not None
-            instance.status, instance.outcome, instance.completed_at = InstanceStatus.failed, "failed", now
-            instance.next_run_at, instance.last_error = None, f"{type(exc).__name__}: {exc}"[:2000]
-    return len(ids)
+            service.fail_instance(db, instance, now, reason)
+        return
+    except OperationalError:
+        raise
+    except Exception:
+        log.exception("workflow instance %s: announcing its failure failed too", instance_id)
+    instance = db.get(WorkflowInstance, instance_id, populate_existing=True)
+    assert instance is not None
+    instance.status, instance.outcome, instance.completed_at = InstanceStatus.failed, "failed", now
+    instance.next_run_at, instance.last_error = None, reason[:2000]
 
 
 class Worker:
