@@ -347,6 +347,63 @@ def test_a_set_field_the_module_refuses_fails_the_instance_and_writes_nothing(cl
     assert client.get(f"/api/v1/services/{record['id']}", headers=org["admin"].headers).json()["status"] == "active"
 
 
+def _due_instance(client, world, org, steps: list[dict[str, Any]]) -> tuple[dict[str, Any], uuid.UUID]:
+    """An instance of `steps` on a new purchase, started and left for the worker to run."""
+    created = client.post("/api/v1/workflow-definitions", json=_definition(domain=org["domain"], steps=steps),
+                          headers=org["admin"].headers)
+    assert created.status_code == 201, created.text
+    record = _purchase(client, org)
+    with world.session() as db:
+        instance = workflow.start(db, iam.system_actor(), uuid.UUID(created.json()["id"]), "purchase",
+                                  uuid.UUID(record["id"]), requested_by=org["requester"].id)
+        return record, instance.id
+
+
+def test_a_step_that_raises_unexpectedly_fails_the_instance_announced_and_its_module_told(
+        client, database, world, org, monkeypatch):
+    record, instance_id = _due_instance(client, world, org, [{"type": "set_field", "field": "description",
+                                                              "value": "never written"}])
+
+    def explode(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the step's code is broken")
+
+    monkeypatch.setattr(workflow, "run_until_waiting", explode)
+    make_worker(database).run_until_idle()
+    detail = _instance(client, org["admin"], instance_id)
+    assert (detail["status"], detail["outcome"]) == ("failed", "failed")
+    assert detail["last_error"] == "RuntimeError: the step's code is broken"
+    # as for a step that fails cleanly: the record's module is told, and the failure is announced
+    [told] = [o for o in OUTCOMES if o.instance_id == instance_id]
+    assert (told.outcome, told.comment) == ("failed", "RuntimeError: the step's code is broken")
+    service = client.get(f"/api/v1/services/{record['id']}", headers=org["admin"].headers).json()
+    assert service["description"] == "failed: RuntimeError: the step's code is broken"
+    announced = database.owner_rows("SELECT payload FROM gaas_workflow.outbox_events WHERE event_type = "
+                                    "'workflow.failed' AND entity_id = :id", id=instance_id)
+    assert [a["payload"]["outcome"] for a in announced] == ["failed"]
+
+
+def test_an_instance_whose_failure_cannot_be_announced_is_still_failed_and_not_retried(
+        client, database, world, org, monkeypatch):
+    _, instance_id = _due_instance(client, world, org, [{"type": "set_field", "field": "description",
+                                                         "value": "never written"}])
+
+    def explode(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("broken step")
+
+    def unannounceable(*args: Any, **kwargs: Any) -> None:
+        raise ValueError("the outcome handler is broken too")
+
+    monkeypatch.setattr(workflow, "run_until_waiting", explode)
+    monkeypatch.setattr(workflow, "fail_instance", unannounceable)
+    make_worker(database).run_until_idle()
+    detail = _instance(client, org["admin"], instance_id)
+    assert (detail["status"], detail["outcome"], detail["last_error"]) == ("failed", "failed",
+                                                                           "RuntimeError: broken step")
+    assert not [o for o in OUTCOMES if o.instance_id == instance_id]
+    assert not database.owner_rows("SELECT 1 FROM gaas_workflow.outbox_events WHERE event_type = 'workflow.failed' "
+                                   "AND entity_id = :id", id=instance_id)
+
+
 def test_manual_start_through_the_api(client, org):
     record = _purchase(client, org)
     body = {"definition_name": "emergency-change-approval", "context_type": "purchase", "context_id": record["id"]}

@@ -604,6 +604,13 @@ def _fail(db: Session, instance: WorkflowInstance, step: dict[str, Any], now: da
     _finish(db, instance, InstanceStatus.failed, "failed", now, comment=instance.last_error, decided_by=None)
 
 
+def fail_instance(db: Session, instance: WorkflowInstance, now: datetime, reason: str) -> None:
+    """End an instance that cannot go on for a reason outside its steps (the worker's last resort
+    when a step raised unexpectedly): failed, announced, and its record's module told."""
+    instance.last_error = reason[:2000]
+    _finish(db, instance, InstanceStatus.failed, "failed", now, comment=instance.last_error, decided_by=None)
+
+
 def _finish(db: Session, instance: WorkflowInstance, status: InstanceStatus, outcome: str, now: datetime, *,
             comment: str | None, decided_by: uuid.UUID | None) -> None:
     """End an instance and tell its record's module, in this same transaction."""
