@@ -586,7 +586,10 @@ def merge_pending_index_entries(db: Session) -> int:
 
 def _fresh_graph(db: Session) -> impact_graph.ImpactGraph | None:
     """The in-memory graph when the CMDB is large enough to need it and the copy is fresh;
-    otherwise None (and, if large, a new copy is started in the background)."""
+    otherwise None (and, if large, a new copy is started in the background). Once a copy exists
+    the size is not asked again: a fresh copy answers exactly, however small the CMDB became."""
+    if impact_graph.CACHE.graph is not None:
+        return impact_graph.CACHE.fresh_graph(db, build_graph)
     size = db.execute(text("SELECT greatest(reltuples, 0) FROM pg_class "  # an estimate: no count(*)
                            "WHERE oid = 'gaas_cmdb.configuration_items'::regclass")).scalar_one()
     if size < get_settings().impact_graph_min_cis:
