@@ -118,10 +118,9 @@ MATRIX: dict[tuple[str, ...], Rule] = {
     # Another user's token is not even acknowledged to exist without token.manage.
     ("DELETE", f"{V1}/tokens/{{token_id}}", "another user's"): hidden("token.manage"),
     # -- domains ------------------------------------------------------------------------------------------
-    # The code does not check domain.view (row-level security limits the list to the domains one
-    # sees); every default role holds it, so the matrix cannot tell the difference.
-    ("GET", f"{V1}/domains"): P("domain.view", note="not checked in code; RLS decides"),
-    ("GET", f"{V1}/domains/{{domain_id}}"): P("domain.view", note="not checked in code; RLS decides"),
+    # Every default role holds domain.view; a custom role without it is refused in test_identity_api.
+    ("GET", f"{V1}/domains"): P("domain.view"),
+    ("GET", f"{V1}/domains/{{domain_id}}"): hidden("domain.view"),
     ("POST", f"{V1}/domains"): P("domain.manage", scope="global"),
     ("PATCH", f"{V1}/domains/{{domain_id}}"): P("domain.manage"),
     ("DELETE", f"{V1}/domains/{{domain_id}}"): P("domain.manage", scope="global"),
@@ -264,9 +263,9 @@ MATRIX: dict[tuple[str, ...], Rule] = {
     ("GET", f"{V1}/workflow-instances/{{instance_id}}"): hidden("workflow.view"),
     ("POST", f"{V1}/workflow-instances/{{instance_id}}/cancel"): P("workflow.manage"),
     ("GET", f"{V1}/approvals"): P("workflow.view"),
-    # get_approval checks only that the caller sees the domain, not workflow.view (every default
-    # role holds workflow.view, so the matrix cannot tell).
-    ("GET", f"{V1}/approvals/{{approval_id}}"): P("workflow.view", note="not checked in code; domain sight"),
+    # ... or a part in it: its requester or a holder of its approver role (every default role holds
+    # workflow.view; the other ways are shown in test_workflow).
+    ("GET", f"{V1}/approvals/{{approval_id}}"): hidden("workflow.view"),
     # Deciding is for holders of the step's approver role (here change_manager), not a permission:
     # even a platform administrator may not approve unless they hold that role in the domain.
     ("POST", f"{V1}/approvals/{{approval_id}}/approve"): holder("change_manager", "the step's approver_role"),
@@ -337,8 +336,7 @@ MATRIX: dict[tuple[str, ...], Rule] = {
     ("GET", f"{V1}/{{resource}}/{{record_id}}/history", "ci-classes"): AUTH("reference data"),
     ("GET", f"{V1}/{{resource}}/{{record_id}}/history", "users"): hidden("user.view"),
     ("GET", f"{V1}/{{resource}}/{{record_id}}/history", "roles"): hidden("role.view"),
-    ("GET", f"{V1}/{{resource}}/{{record_id}}/history", "domains"): P("domain.view",
-                                                                       note="not checked in code; RLS decides"),
+    ("GET", f"{V1}/{{resource}}/{{record_id}}/history", "domains"): hidden("domain.view"),
     ("GET", f"{V1}/{{resource}}/{{record_id}}/history", "workflow-definitions"): hidden("workflow.view"),
     ("GET", f"{V1}/{{resource}}/{{record_id}}/history", "workflow-instances"): hidden("workflow.view"),
     ("GET", f"{V1}/{{resource}}/{{record_id}}/history", "webhooks"): hidden("webhook.manage"),

@@ -268,3 +268,18 @@ def test_search_wildcards_are_literal(client, world):
     assert client.get("/api/v1/users", params={"q": "_", "domain": domain}, headers=admin.headers).json()["items"] == []
     assert client.get("/api/v1/users", params={"q": admin.email[:6], "domain": domain},
                       headers=admin.headers).json()["items"]
+
+
+def test_domains_are_shown_only_to_holders_of_domain_view(client, world):
+    domain = world.domain()
+    role = unique("no_domain_view_")
+    made = client.post("/api/v1/roles", json={"name": role, "permissions": ["incident.view"]},
+                       headers=world.admin().headers)
+    assert made.status_code == 201, made.text
+    stranger, viewer = world.user(domain, role), world.user(domain, "service_desk_agent")
+    listed = client.get("/api/v1/domains", headers=viewer.headers)
+    assert listed.status_code == 200, listed.text
+    [own] = [d for d in listed.json()["items"] if d["code"] == domain]
+    assert client.get(f"/api/v1/domains/{own['id']}", headers=viewer.headers).json()["code"] == domain
+    assert assert_problem(client.get("/api/v1/domains", headers=stranger.headers), 403)["permission"] == "domain.view"
+    assert_problem(client.get(f"/api/v1/domains/{own['id']}", headers=stranger.headers), 404)

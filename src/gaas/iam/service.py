@@ -200,7 +200,12 @@ DOMAIN_SORTS = (SortKey("code", Domain.code), SortKey("name", Domain.name), Sort
 
 def list_domains(db: Session, actor: Actor, *, active: bool | None, q: str | None, include_deleted: bool,
                  sort: str | None, cursor: str | None, limit: int) -> tuple[list[Domain], str | None]:
+    if not actor.can_anywhere("domain.view"):
+        raise Forbidden("Listing domains needs the 'domain.view' permission.", permission="domain.view")
     stmt = select(Domain)
+    viewable = actor.domains_with("domain.view")
+    if viewable is not None:  # row-level security already hides the domains one may not see
+        stmt = stmt.where(Domain.code.in_(sorted(viewable)))
     if not include_deleted:
         stmt = stmt.where(Domain.deleted_at.is_(None))
     if active is not None:
@@ -212,6 +217,15 @@ def list_domains(db: Session, actor: Actor, *, active: bool | None, q: str | Non
 
 
 def get_domain(db: Session, actor: Actor, domain_id: uuid.UUID, *, include_deleted: bool = True) -> Domain:
+    """A domain the caller may look at (domain.view there)."""
+    domain = _domain(db, domain_id, include_deleted=include_deleted)
+    if not actor.can("domain.view", domain.code):
+        raise NotFound(f"No domain {domain_id}.")
+    return domain
+
+
+def _domain(db: Session, domain_id: uuid.UUID, *, include_deleted: bool = True) -> Domain:
+    """For managing: whether the caller may is checked by the caller (domain.manage)."""
     domain = db.get(Domain, domain_id)
     if domain is None or (domain.deleted_at is not None and not include_deleted):
         raise NotFound(f"No domain {domain_id}.")
@@ -243,7 +257,7 @@ def create_domain(db: Session, actor: Actor, data: DomainCreate) -> Domain:
 
 
 def update_domain(db: Session, actor: Actor, domain_id: uuid.UUID, data: DomainUpdate, if_match: int | None) -> Domain:
-    domain = get_domain(db, actor, domain_id, include_deleted=False)
+    domain = _domain(db, domain_id, include_deleted=False)
     require(actor, "domain.manage", domain.code)
     apply_patch(domain, actor, data.model_dump(exclude_unset=True, exclude={"version"}),
                 header_version=if_match, body_version=data.version)
@@ -252,7 +266,7 @@ def update_domain(db: Session, actor: Actor, domain_id: uuid.UUID, data: DomainU
 
 
 def delete_domain(db: Session, actor: Actor, domain_id: uuid.UUID, if_match: int | None) -> Domain:
-    domain = get_domain(db, actor, domain_id)
+    domain = _domain(db, domain_id)
     require(actor, "domain.manage", None)
     in_use = db.scalar(select(func.count()).select_from(User).where(User.domain == domain.code,
                                                                     User.deleted_at.is_(None)))
@@ -264,7 +278,7 @@ def delete_domain(db: Session, actor: Actor, domain_id: uuid.UUID, if_match: int
 
 
 def restore_domain(db: Session, actor: Actor, domain_id: uuid.UUID) -> Domain:
-    domain = get_domain(db, actor, domain_id)
+    domain = _domain(db, domain_id)
     require(actor, "domain.manage", None)
     restore(domain, actor)
     db.flush()

@@ -635,8 +635,12 @@ APPROVAL_SORTS = (SortKey("created_at", Approval.created_at),)
 
 
 def get_approval(db: Session, actor: Actor, approval_id: uuid.UUID) -> Approval:
+    """An approval the caller may look at: with workflow.view in its domain, or as a part in it (its
+    requester, or a holder of the role that decides it), as `list_approvals(mine=True)` shows."""
     approval = db.get(Approval, approval_id)
-    if approval is None or not actor.sees(approval.domain):
+    if approval is None or not actor.sees(approval.domain) or not (
+            actor.can("workflow.view", approval.domain) or approval.requested_by == actor.user_id
+            or holds_role(db, actor.user_id, approval.approver_role, approval.domain)):
         raise NotFound(f"No approval {approval_id}.")
     return approval
 

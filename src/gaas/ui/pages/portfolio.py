@@ -31,6 +31,8 @@ TREE_FULL_LIMIT = 2000
 
 
 def domain_options(db, ui: UI) -> list[tuple[str, str]]:
+    if not ui.actor.can_anywhere("domain.view"):  # a picker needs no more than the domains one works in
+        return [(code, code) for code in sorted(ui.actor.visible_domains or ())]
     rows, _ = iam.list_domains(db, ui.actor, active=None, q=None, include_deleted=False, sort="code", cursor=None,
                                limit=200)
     return [(d.code, d.code) for d in rows if ui.actor.sees(d.code)]
