@@ -537,6 +537,39 @@ def test_an_article_that_solved_incidents_counts_them(client, kb):
     assert get(client, kb["agent"], article).json()["stats"]["solved"] == 0
 
 
+def test_the_incident_api_takes_the_articles_that_solved_it(client, database, kb):
+    from tests.support import api_incident, api_patch
+
+    solving, other = (api_article(client, kb["agent"], kb["domain"]) for _ in range(2))
+    for article in (solving, other):
+        api_publish(client, kb["agent"], kb["reviewer"], article)
+    draft = api_article(client, kb["agent"], kb["domain"])
+    incident = api_incident(client, kb["agent"], kb["domain"])
+    url = f"/api/v1/incidents/{incident['id']}"
+    api_patch(client, kb["agent"], url, status="in_progress").raise_for_status()
+    # a draft named among good ones: 422 naming that entry, and neither the move nor a link is written
+    refused = api_patch(client, kb["agent"], url, status="resolved", resolution_notes="Cleared the cache",
+                        solved_by_articles=[solving["id"], draft["id"]])
+    assert assert_problem(refused, 422, "solved_by_articles[1]")["errors"][0]["type"] == "not_published"
+    assert client.get(url, headers=kb["agent"].headers).json()["status"] == "in_progress"
+    assert get(client, kb["agent"], solving).json()["stats"]["solved"] == 0
+    resolved = api_patch(client, kb["agent"], url, status="resolved", resolution_notes="Cleared the cache",
+                         solved_by_articles=[solving["id"]])
+    assert resolved.status_code == 200, resolved.text
+    assert resolved.json()["status"] == "resolved"
+    # later links add to the earlier ones; naming one twice counts it once
+    again = api_patch(client, kb["agent"], url, solved_by_articles=[other["id"], solving["id"], other["id"]])
+    assert again.status_code == 200, again.text
+    listed = client.get(URL, params={"incident_id": incident["id"]}, headers=kb["agent"].headers).json()["items"]
+    assert sorted(a["id"] for a in listed) == sorted([solving["id"], other["id"]])
+    assert [get(client, kb["agent"], a).json()["stats"]["solved"] for a in (solving, other)] == [1, 1]
+    assert_problem(api_patch(client, kb["agent"], url, solved_by_articles=[str(uuid.uuid4())]), 422,
+                   "solved_by_articles[0]")
+    # linking edits the incident: a reader of incidents may not
+    assert assert_problem(api_patch(client, kb["reader"], url, solved_by_articles=[other["id"]]),
+                          403)["permission"] == "incident.edit"
+
+
 def test_cli_retires_expired_articles_and_reindexes(client, database, kb):
     from sqlalchemy import text
     from typer.testing import CliRunner

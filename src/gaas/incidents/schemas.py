@@ -56,6 +56,9 @@ class IncidentUpdate(Strict):
     ci_id: uuid.UUID | None = None
     problem_id: uuid.UUID | None = None
     resolution_notes: LongText | None = None
+    solved_by_articles: list[uuid.UUID] | None = Field(
+        default=None, max_length=20, description="Published knowledge articles that solved this incident: linked "
+        "(links made before stay) and counted for the articles' ranking; see GET /api/v1/articles?incident_id=")
     version: int | None = Field(default=None, ge=1)
 
 

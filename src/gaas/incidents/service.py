@@ -115,10 +115,12 @@ def incidents_out(db: Session, incidents: list[Incident]) -> list[IncidentOut]:
     return [incident_out(i, known) for i in incidents]
 
 
-def _viewable(stmt: Select, actor: Actor) -> Select:
+def _viewable(stmt: Select, actor: Actor, domain: Any = Incident.domain) -> Select:
+    """Only the domains where the caller holds incident.view; `domain`: the column to filter (a Core
+    column keeps a statement off the ORM's slower path)."""
     allowed = actor.domains_with("incident.view")
     if allowed is not None:
-        stmt = stmt.where(Incident.domain.in_(sorted(allowed)))
+        stmt = stmt.where(domain.in_(sorted(allowed)))
     return stmt
 
 
@@ -409,9 +411,18 @@ def update_incident(db: Session, actor: Actor, incident_id: uuid.UUID, data: Inc
     incident = get_incident(db, actor, incident_id, include_deleted=False)
     require(actor, "incident.edit", incident.domain)
     expected_version(if_match, data.version, incident.version)
-    changes = data.model_dump(exclude_unset=True, exclude={"version"})
+    changes = data.model_dump(exclude_unset=True, exclude={"version", "solved_by_articles"})
     apply_changes(db, actor, incident, changes, at or datetime.now(UTC))
+    _link_solving_articles(db, actor, incident, data.solved_by_articles or [])
     return incident
+
+
+def _link_solving_articles(db: Session, actor: Actor, incident: Incident, article_ids: list[uuid.UUID]) -> None:
+    """Through the knowledge module, which checks each article (published, readable, this domain)."""
+    from gaas.knowledge import service as knowledge
+
+    for index, article_id in enumerate(dict.fromkeys(article_ids)):
+        knowledge.link_incident(db, actor, article_id, incident.id, article_field=f"solved_by_articles[{index}]")
 
 
 def apply_changes(db: Session, actor: Actor, incident: Incident, changes: dict[str, Any], now: datetime) -> None:

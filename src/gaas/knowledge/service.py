@@ -806,7 +806,7 @@ def list_feedback(db: Session, actor: Actor, article_id: uuid.UUID) -> list[Any]
 # ---- the incidents an article solved ---------------------------------------------------------------
 
 def link_incident(db: Session, actor: Actor, article_id: uuid.UUID, incident_id: uuid.UUID, *,
-                  field: str = "incident_id") -> tuple[ArticleIncident, bool]:
+                  article_field: str = "article_id") -> tuple[ArticleIncident, bool]:
     """Record that article `article_id` solved incident `incident_id` (counted for ranking).
     Idempotent: returns (link, created). The incidents API calls this for the articles named on an
     incident; the caller must be able to edit the incident and read the published article."""
@@ -814,19 +814,19 @@ def link_incident(db: Session, actor: Actor, article_id: uuid.UUID, incident_id:
 
     incident = incidents.incident_exists(db, actor, incident_id)
     if incident is None:
-        raise ValidationProblem.field(field, "no such incident", "unknown_incident")
+        raise ValidationProblem.field("incident_id", "no such incident", "unknown_incident")
     if not actor.can("incident.edit", incident.domain):
         raise Forbidden(f"Linking articles to an incident needs 'incident.edit' in domain '{incident.domain}'.",
                         permission="incident.edit")
     try:
         article = get_article(db, actor, article_id, include_deleted=False)
     except NotFound as exc:
-        raise ValidationProblem.field("article_id", "no such article", "unknown_article") from exc
+        raise ValidationProblem.field(article_field, "no such article", "unknown_article") from exc
     if article.status != ArticleStatus.published or not _reads_published(actor, article):
-        raise ValidationProblem.field("article_id", f"{article.number} is not a published article you can read",
+        raise ValidationProblem.field(article_field, f"{article.number} is not a published article you can read",
                                       "not_published")
     if article.domain is not None and article.domain != incident.domain:
-        raise ValidationProblem.field("article_id", f"{article.number} belongs to another domain", "cross_domain")
+        raise ValidationProblem.field(article_field, f"{article.number} belongs to another domain", "cross_domain")
     existing = db.scalars(select(ArticleIncident).where(ArticleIncident.article_id == article.id,
                                                         ArticleIncident.incident_id == incident.id)).first()
     if existing is not None:
