@@ -404,6 +404,28 @@ def test_an_instance_whose_failure_cannot_be_announced_is_still_failed_and_not_r
                                    "AND entity_id = :id", id=instance_id)
 
 
+def test_an_approval_is_seen_with_workflow_view_or_by_those_who_decide_it(client, world, org):
+    admin = world.admin()
+    decider_role, bystander_role = unique("decider_"), unique("bystander_")
+    for role in (decider_role, bystander_role):
+        made = client.post("/api/v1/roles", json={"name": role, "permissions": ["service.view"]}, headers=admin.headers)
+        assert made.status_code == 201, made.text
+    created = client.post("/api/v1/workflow-definitions", headers=org["admin"].headers, json=_definition(
+        domain=org["domain"], steps=[{"type": "approval", "approver_role": decider_role}]))
+    assert created.status_code == 201, created.text
+    instance_id = _start(world, uuid.UUID(created.json()["id"]), _purchase(client, org)["id"], org["requester"])
+    approval = _pending(_instance(client, org["admin"], instance_id))
+    decider, bystander = world.user(org["domain"], decider_role), world.user(org["domain"], bystander_role)
+    path = f"/api/v1/approvals/{approval['id']}"
+    assert client.get(path, headers=org["agent"].headers).json()["id"] == approval["id"]  # workflow.view
+    assert client.get(path, headers=decider.headers).json()["id"] == approval["id"]  # decides it
+    assert_problem(client.get(path, headers=bystander.headers), 404)
+    assert_problem(client.post(f"{path}/approve", json={}, headers=bystander.headers), 404)
+    decided = client.post(f"{path}/approve", json={}, headers=decider.headers)
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["status"] == "approved"
+
+
 def test_manual_start_through_the_api(client, org):
     record = _purchase(client, org)
     body = {"definition_name": "emergency-change-approval", "context_type": "purchase", "context_id": record["id"]}
@@ -526,3 +548,33 @@ def test_notifications_are_personal_even_in_raw_sql(client, database, org):
     assert client.post("/api/v1/notifications/read-all", headers=org["requester"].headers).status_code == 200
     assert client.get("/api/v1/notifications", params={"unread": "true"},
                       headers=org["requester"].headers).json()["items"] == []
+
+
+def test_the_shipped_sla_breach_escalation_tells_the_assignee_and_admins_and_asks_for_a_review_once(
+        client, database, world):
+    from sqlalchemy import text
+
+    from gaas.incidents import service as incidents
+    from tests.support import api_incident
+
+    domain = world.domain()
+    agent, admin, reviewer = (world.user(domain, "service_desk_agent"), world.user(domain, "domain_admin"),
+                              world.user(domain, "service_desk_agent"))
+    incident = api_incident(client, agent, domain, assigned_to=str(agent.id))
+    with database.owner_engine.begin() as conn:
+        conn.execute(text("UPDATE gaas_incident_mgmt.incidents SET sla_due = now() - interval '1 minute' "
+                          "WHERE id = :id"), {"id": incident["id"]})
+    for _ in range(2):  # a second breach check and worker pass change nothing
+        with unit_of_work(iam.system_actor(), database.factory) as db:
+            incidents.mark_sla_breaches(db)
+        make_worker(database).run_until_idle()
+    subject = f"SLA breached: {incident['number']} {incident['short_description']}"
+    for person in (agent, admin):
+        notes = client.get("/api/v1/notifications", headers=person.headers).json()["items"]
+        assert [n["subject"] for n in notes if n["subject"].startswith("SLA breached")] == [subject]
+    instances = database.owner_rows("SELECT id, status FROM gaas_workflow.workflow_instances WHERE context_id = :id",
+                                    id=incident["id"])
+    assert [i["status"] for i in instances] == ["running"]  # waiting for the review task
+    tasks = client.get("/api/v1/workflow-tasks", params={"mine": "true"}, headers=reviewer.headers).json()["items"]
+    [task] = [t for t in tasks if t["instance_id"] == str(instances[0]["id"])]
+    assert task["status"] == "active"

@@ -24,14 +24,14 @@ def open_incidents_on(db: Session, actor: Actor, ci_ids: Collection[uuid.UUID], 
     """How many open incidents name one of these CIs, and the most urgent `limit` of them."""
     if not ci_ids or actor.domains_with("incident.view") == frozenset():
         return 0, []
-    columns = (Incident.id, Incident.number, Incident.domain, Incident.short_description, Incident.priority,
-               Incident.status, Incident.ci_id, Incident.sla_due, Incident.sla_breached)
-    stmt = _viewable(select(*columns), actor).where(Incident.status.in_(OPEN_INCIDENT), Incident.deleted_at.is_(None))
+    t = Incident.__table__.c  # Core columns: an impact report is a latency target, the ORM path costs more
+    stmt = _viewable(select(t.id, t.number, t.domain, t.short_description, t.priority, t.status, t.ci_id, t.sla_due,
+                            t.sla_breached), actor, t.domain).where(t.status.in_(OPEN_INCIDENT), t.deleted_at.is_(None))
     if len(ci_ids) <= ID_FILTER_MAX:
-        rows = db.execute(stmt.where(Incident.ci_id == func.any(list(ci_ids)))).all()
+        rows = db.execute(stmt.where(t.ci_id == func.any(list(ci_ids)))).all()
     else:
         wanted = ci_ids  # a collection that answers `in` cheaply (a set, or the impact walk's marks)
-        rows = [r for r in db.execute(stmt.where(Incident.ci_id.is_not(None))) if r.ci_id in wanted]
+        rows = [r for r in db.execute(stmt.where(t.ci_id.is_not(None))) if r.ci_id in wanted]
     rank = {"critical": 0, "high": 1, "medium": 2, "low": 3}
     rows.sort(key=lambda r: (rank.get(str(r.priority), 4), r.sla_due is None, r.sla_due or 0, r.number))
     return len(rows), [{"id": str(r.id), "number": r.number, "domain": r.domain,
