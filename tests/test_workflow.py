@@ -339,7 +339,7 @@ def test_a_set_field_the_module_refuses_fails_the_instance_and_writes_nothing(cl
     record = api_service(client, org["admin"], org["domain"], owner_id=str(org["requester"].id))
     child = api_service(client, org["admin"], org["domain"], type_="technical", parent=record["id"],
                         owner_id=str(org["requester"].id))
-    assert child
+    assert (child["parent_service_id"], child["status"]) == (record["id"], "active")  # why retiring must fail
     instance_id = _start(world, uuid.UUID(created.json()["id"]), record["id"], org["requester"])
     detail = _instance(client, org["admin"], instance_id)
     assert (detail["status"], detail["outcome"]) == ("failed", "failed")
@@ -460,7 +460,10 @@ def test_an_event_trigger_with_a_condition_starts_once_per_matching_event(client
     instances = client.get("/api/v1/workflow-instances", params={"definition": created.json()["id"]},
                            headers=org["admin"].headers).json()["items"]
     assert [(i["context_id"], i["status"]) for i in instances] == [(business["id"], "completed")]
-    assert technical
+    # the technical service's event was handled too: its condition said no
+    handled = database.owner_rows("SELECT processed_at FROM gaas_workflow.outbox_events WHERE entity_id = :id "
+                                  "AND event_type = 'service.created'", id=technical["id"])
+    assert len(handled) == 1 and handled[0]["processed_at"] is not None
     notes = client.get("/api/v1/notifications", headers=org["admin"].headers).json()["items"]
     assert sum(1 for n in notes if n["subject"] == f"New {business['name']}") == 1
 
@@ -534,7 +537,7 @@ def test_another_domains_workflows_are_invisible(client, world, org):
 def test_notifications_are_personal_even_in_raw_sql(client, database, org):
     """The requester's notifications cannot be read by a domain administrator of the same domain."""
     mine = client.get("/api/v1/notifications", headers=org["requester"].headers).json()["items"]
-    assert mine
+    assert mine, "the tests above left the requester notifications; without them this test proves nothing"
     with database.psycopg_app() as conn:
         conn.execute("SELECT set_config('gaas.user_id', %s, true), set_config('gaas.domains', %s, true)",
                      (str(org["admin"].id), org["domain"]))
