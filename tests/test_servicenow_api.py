@@ -242,6 +242,30 @@ def test_authentication_basic_and_domains(setup, database):
     assert write.status_code == 404
 
 
+def test_basic_authentication_locks_the_account_like_a_login_and_tokens_keep_working(setup, world, database):
+    from gaas.core.settings import get_settings
+
+    client = setup["client"]
+    user = world.user(setup["domain"], "service_desk_agent")
+    basic_auth.forget_all()
+    url, params = "/api/now/table/incident", {"sysparm_limit": "1"}
+    assert client.get(url, headers=basic(user.email), params=params).status_code == 200  # remembered from now on
+    for _ in range(get_settings().login_max_failures):
+        refused = client.get(url, headers=basic(user.email, "not the password"), params=params)
+        assert refused.status_code == 401 and error_of(refused)["message"] == "User Not Authenticated"
+    [row] = database.owner_rows("SELECT locked_until, failed_login_attempts AS n FROM gaas_iam.users WHERE id = :u",
+                                u=user.id)
+    assert row["locked_until"] is not None
+    # locked: the right password no longer opens it, even one this process remembers as good ...
+    assert client.get(url, headers=basic(user.email), params=params).status_code == 401
+    assert client.post("/api/v1/auth/token", data={"username": user.email, "password": PASSWORD}).status_code == 401
+    # ... while the account's API tokens, which a password lockout must not switch off, still work
+    assert client.get(url, headers=user.headers, params=params).status_code == 200
+    failures = database.owner_rows("SELECT count(*) AS n FROM gaas_audit.audit_log WHERE user_id = :u "
+                                   "AND action = 'login_failed'", u=user.id)[0]["n"]
+    assert failures >= get_settings().login_max_failures
+
+
 def test_agent_permissions_hold(setup):
     client, agent = setup["client"], setup["agent"]
     inc = client.post("/api/now/table/incident", headers=agent.headers,

@@ -296,3 +296,47 @@ def test_an_imported_change_walks_only_moves_its_type_allows():
                 assert after in TRANSITIONS[change_type][before], (change_type, goal, path)
     assert ChangeStatus.under_review not in _change_path(ChangeStatus.draft, ChangeStatus.scheduled,
                                                           ChangeType.emergency)
+
+
+def test_knowledge_articles_import_once_and_then_follow_their_changes(world: World, database, tmp_path):
+    domain = world.domain()
+    owner = world.user(domain, "domain_admin")
+    rng = random.Random(7)
+    vpn = {**system_fields(rng, START, "kb_knowledge"), "number": "KB0010001", "short_description": "Reset the VPN",
+           "text": "<p>Restart the <b>VPN client</b>, then sign in again.</p><script>alert(1)</script>",
+           "description": "VPN drops",
+           "kb_category": "Network", "meta": "vpn, remote access", "workflow_state": "published"}
+    printer = {**system_fields(rng, START, "kb_knowledge"), "number": "KB0010002",
+               "short_description": "Clear a printer queue", "text": "<p>Open the queue and cancel all.</p>",
+               "kb_category": "Hardware", "meta": "", "workflow_state": "draft"}
+    path = write(tmp_path / "kb_knowledge.json", [vpn, printer])
+    args = ["import", "servicenow", str(path), "--domain", domain, "--owner", owner.email]
+
+    first = gaas(*args)
+    assert first.exit_code == 0 and "2 created" in first.output and "0 rejected" in first.output, first.output
+    rows = database.owner_rows("""
+        SELECT k.sys_id, k.extra, a.id, a.title, a.body, a.summary, a.category, a.keywords, a.status::text AS status
+        FROM gaas_servicenow.external_keys k JOIN gaas_knowledge.articles a ON a.id = k.target_id
+        WHERE k.source_table = 'kb_knowledge' AND k.domain = :d ORDER BY a.title""", d=domain)
+    assert [(r["title"], r["category"], r["keywords"]) for r in rows] == [
+        ("Clear a printer queue", "Hardware", []), ("Reset the VPN", "Network", ["vpn", "remote access"])]
+    imported = rows[1]
+    # ServiceNow's HTML becomes our Markdown (the script with its content gone), shown as HTML again
+    assert imported["body"] == "Restart the **VPN client**, then sign in again." and imported["summary"] == "VPN drops"
+    shown = world.client.get(f"/api/v1/articles/{imported['id']}", params={"count_view": "false"},
+                             headers=owner.headers).json()["body_html"]
+    assert "<strong>VPN client</strong>" in shown and "script" not in shown and "alert(1)" not in shown
+    # ServiceNow's workflow state is kept beside the article, which starts as a draft to be reviewed here
+    assert imported["status"] == "draft" and imported["extra"] == {"workflow_state": "published"}
+
+    before = audit_count(database)
+    again = gaas(*args)
+    assert again.exit_code == 0 and "0 created, 0 updated" in again.output, again.output
+    assert audit_count(database) == before
+
+    write(path, [{**vpn, "short_description": "Reset the VPN client"}, printer])
+    changed = gaas(*args)
+    assert changed.exit_code == 0 and "0 created, 1 updated" in changed.output, changed.output
+    titles = database.owner_rows("SELECT a.title FROM gaas_servicenow.external_keys k JOIN gaas_knowledge.articles a "
+                                 "ON a.id = k.target_id WHERE k.sys_id = :s", s=vpn["sys_id"])
+    assert [t["title"] for t in titles] == ["Reset the VPN client"]

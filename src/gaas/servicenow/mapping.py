@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import nh3
+from markdownify import markdownify
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -195,6 +197,15 @@ class Writer:
 def _w_text(ours: str) -> Callable[[Any, Writer], None]:
     def write(value: Any, w: Writer) -> None:
         w.set(ours, _plain(value))
+    return write
+
+
+def _w_html_as_markdown(ours: str) -> Callable[[Any, Writer], None]:
+    """ServiceNow keeps an article's text as HTML, we keep Markdown: converted, after scripts and
+    styles are dropped with their content (what remains is sanitised again when shown)."""
+    def write(value: Any, w: Writer) -> None:
+        html = _plain(value)
+        w.set(ours, None if html is None else markdownify(nh3.clean(html), heading_style="ATX").strip())
     return write
 
 
@@ -1345,8 +1356,8 @@ def kb_columns() -> dict[str, Column]:
     cols = [
         text("number", "number", write=False),
         text("short_description", "title", required=True),
-        Column("text", STRING, lambda r, _: r.body_html, ours="body", parse=lambda v, _: v, write=_w_text("body"),
-               sortable=False),
+        Column("text", STRING, lambda r, _: r.body_html, ours="body", parse=lambda v, _: v,
+               write=_w_html_as_markdown("body"), sortable=False),
         text("description", "summary", sortable=False),
         choice("workflow_state", "status", c.WORKFLOW_STATES, lambda r: c.WORKFLOW_STATE_OF[r.status],
                code_expr=lambda x: Cond("status", EQ, x)),
