@@ -340,3 +340,37 @@ def test_knowledge_articles_import_once_and_then_follow_their_changes(world: Wor
     titles = database.owner_rows("SELECT a.title FROM gaas_servicenow.external_keys k JOIN gaas_knowledge.articles a "
                                  "ON a.id = k.target_id WHERE k.sys_id = :s", s=vpn["sys_id"])
     assert [t["title"] for t in titles] == ["Reset the VPN client"]
+
+
+def test_imported_incidents_and_problems_walk_only_their_modules_moves():
+    """ServiceNow sets a state in one step; the import walks there through every state between, by
+    the incident and problem modules' own rules. The expected walks are written out here, from the
+    lifecycles (not computed from the code under test)."""
+    from gaas.incidents import problems
+    from gaas.incidents import service as incidents
+    from gaas.incidents.models import IncidentStatus as I
+    from gaas.incidents.models import ProblemStatus as P
+    from gaas.servicenow.mapping import shortest_walk
+
+    expected = [  # a list: the two enums' values compare equal as strings
+        ((I.new, I.in_progress), [I.in_progress]),
+        ((I.new, I.resolved), [I.in_progress, I.resolved]),
+        ((I.new, I.closed), [I.in_progress, I.resolved, I.closed]),
+        ((I.in_progress, I.closed), [I.resolved, I.closed]),
+        ((I.resolved, I.in_progress), [I.in_progress]),  # reopened
+        ((I.new, I.cancelled), [I.cancelled]),
+        ((I.closed, I.in_progress), [I.in_progress]),  # no way there: the module refuses, with its reason
+        ((P.new, P.closed), [P.root_cause_found, P.fix_in_progress, P.resolved, P.closed]),
+        ((P.investigating, P.resolved), [P.root_cause_found, P.fix_in_progress, P.resolved]),
+        ((P.resolved, P.root_cause_found), [P.fix_in_progress, P.root_cause_found]),
+        ((P.closed, P.new), [P.new]),
+    ]
+    for (current, goal), walk in expected:
+        moves = incidents.TRANSITIONS if isinstance(current, I) else problems.TRANSITIONS
+        assert shortest_walk(current, goal, moves) == walk, (current, goal)
+    for moves in (incidents.TRANSITIONS, problems.TRANSITIONS):
+        for current in moves:
+            for goal in moves:
+                walk = shortest_walk(current, goal, moves)
+                steps = list(zip([current, *walk], walk, strict=False))
+                assert all(after in moves[before] for before, after in steps) or walk == [goal], (current, goal)

@@ -758,30 +758,10 @@ class Importer:
 
 def _change_path(current: Any, goal: Any, change_type: Any) -> list[Any]:
     """The shortest walk to `goal` that the change module's own rules for this type allow (an
-    emergency change skips review), one audited move at a time; when there is none, the goal
-    itself, for the module to refuse with its reason."""
-    from collections import deque
-
+    emergency change skips review)."""
     from gaas.changes.service import TRANSITIONS
 
-    if goal is None or goal == current:
-        return []
-    moves = TRANSITIONS[change_type]
-    came_from: dict[Any, Any] = {current: None}
-    queue = deque([current])
-    while queue:
-        status = queue.popleft()
-        for following in sorted(moves.get(status, ()), key=lambda s: s.value):
-            if following not in came_from:
-                came_from[following] = status
-                queue.append(following)
-    if goal not in came_from:
-        return [goal]
-    path = []
-    while goal != current:
-        path.append(goal)
-        goal = came_from[goal]
-    return path[::-1]
+    return m.shortest_walk(current, goal, TRANSITIONS[change_type])
 
 
 def import_files(db: Session, actor: Actor, paths: list[Path], *, domain: str, owner_id: uuid.UUID | None = None,

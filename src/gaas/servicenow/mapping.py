@@ -717,14 +717,30 @@ def incident_columns() -> dict[str, Column]:
     return {col.name: col for col in cols}
 
 
-def _incident_path(current: IncidentStatus, target: IncidentStatus) -> list[IncidentStatus]:
-    """The steps of the incident lifecycle from `current` to `target` (ServiceNow moves in one)."""
-    s = IncidentStatus
-    if target == current:
+def shortest_walk(current: Any, goal: Any, moves: dict[Any, Any]) -> list[Any]:
+    """The shortest walk from `current` to `goal` that a module's own transition table (`moves`:
+    status -> the statuses it may move to) allows, one move at a time: ServiceNow moves a record in
+    one step where we go through each state, audited. When there is none, the goal itself, for the
+    module to refuse with its reason."""
+    from collections import deque
+
+    if goal is None or goal == current:
         return []
-    paths = {(s.new, s.resolved): [s.in_progress, s.resolved], (s.new, s.closed): [s.in_progress, s.resolved, s.closed],
-             (s.in_progress, s.closed): [s.resolved, s.closed]}
-    return paths.get((current, target), [target])
+    came_from: dict[Any, Any] = {current: None}
+    queue = deque([current])
+    while queue:
+        status = queue.popleft()
+        for following in sorted(moves.get(status, ()), key=lambda s: s.value):
+            if following not in came_from:
+                came_from[following] = status
+                queue.append(following)
+    if goal not in came_from:
+        return [goal]
+    path = []
+    while goal != current:
+        path.append(goal)
+        goal = came_from[goal]
+    return path[::-1]
 
 
 def apply_incident(db: Session, actor: Actor, incident: Incident, changes: dict[str, Any], *,
@@ -740,7 +756,7 @@ def apply_incident(db: Session, actor: Actor, incident: Incident, changes: dict[
     elif hold is ... and on_hold is False:
         hold = None
     notes = changes.pop("resolution_notes", ...)
-    steps: list[IncidentStatus | None] = list(_incident_path(incident.status, target)) if target is not None else []
+    steps: list[IncidentStatus | None] = list(shortest_walk(incident.status, target, incidents.TRANSITIONS))
     steps = steps or [None]
     version = if_match if if_match is not None else incident.version
     for index, step in enumerate(steps):
@@ -818,24 +834,12 @@ def problem_columns() -> dict[str, Column]:
     return {col.name: col for col in cols}
 
 
-def _problem_path(current: ProblemStatus, target: ProblemStatus) -> list[ProblemStatus]:
-    order = [ProblemStatus.new, ProblemStatus.root_cause_found, ProblemStatus.fix_in_progress,
-             ProblemStatus.resolved, ProblemStatus.closed]
-    if target == current:
-        return []
-    if current in order and target in order and order.index(target) > order.index(current):
-        return order[order.index(current) + 1: order.index(target) + 1]
-    if current == ProblemStatus.investigating and target in order[1:]:
-        return order[1: order.index(target) + 1]
-    return [target]
-
-
 def apply_problem(db: Session, actor: Actor, problem: ProblemRecord, changes: dict[str, Any], *,
                   if_match: int | None = None, at: datetime | None = None,
                   times: dict[ProblemStatus, datetime] | None = None) -> ProblemRecord:
     changes = dict(changes)
     target = changes.pop("status", None)
-    steps = _problem_path(problem.status, target) if target is not None else []
+    steps = shortest_walk(problem.status, target, problems.TRANSITIONS)
     version = if_match if if_match is not None else problem.version
     for index, step in enumerate(steps or [None]):
         values: dict[str, Any] = dict(changes) if index == 0 else {}
