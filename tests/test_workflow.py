@@ -359,15 +359,18 @@ def _due_instance(client, world, org, steps: list[dict[str, Any]]) -> tuple[dict
         return record, instance.id
 
 
+def _raising(error: Exception) -> Any:
+    """A stand-in for an engine function that raises `error` (code that breaks unexpectedly)."""
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise error
+    return fail
+
+
 def test_a_step_that_raises_unexpectedly_fails_the_instance_announced_and_its_module_told(
         client, database, world, org, monkeypatch):
     record, instance_id = _due_instance(client, world, org, [{"type": "set_field", "field": "description",
                                                               "value": "never written"}])
-
-    def explode(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("the step's code is broken")
-
-    monkeypatch.setattr(workflow, "run_until_waiting", explode)
+    monkeypatch.setattr(workflow, "run_until_waiting", _raising(RuntimeError("the step's code is broken")))
     make_worker(database).run_until_idle()
     detail = _instance(client, org["admin"], instance_id)
     assert (detail["status"], detail["outcome"]) == ("failed", "failed")
@@ -386,15 +389,8 @@ def test_an_instance_whose_failure_cannot_be_announced_is_still_failed_and_not_r
         client, database, world, org, monkeypatch):
     _, instance_id = _due_instance(client, world, org, [{"type": "set_field", "field": "description",
                                                          "value": "never written"}])
-
-    def explode(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("broken step")
-
-    def unannounceable(*args: Any, **kwargs: Any) -> None:
-        raise ValueError("the outcome handler is broken too")
-
-    monkeypatch.setattr(workflow, "run_until_waiting", explode)
-    monkeypatch.setattr(workflow, "fail_instance", unannounceable)
+    monkeypatch.setattr(workflow, "run_until_waiting", _raising(RuntimeError("broken step")))
+    monkeypatch.setattr(workflow, "fail_instance", _raising(ValueError("the outcome handler is broken too")))
     make_worker(database).run_until_idle()
     detail = _instance(client, org["admin"], instance_id)
     assert (detail["status"], detail["outcome"], detail["last_error"]) == ("failed", "failed",
