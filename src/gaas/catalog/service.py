@@ -32,7 +32,7 @@ from gaas.core.context import Actor
 from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit
 from gaas.core.pagination import SortKey, decode_offset, encode_offset, paginate
-from gaas.core.queries import contains_pattern, where_equal
+from gaas.core.queries import contains_pattern, where_equal, where_viewable
 from gaas.core.records import apply_patch, hard_delete, restore, soft_delete, stamp_created
 from gaas.iam import service as iam
 
@@ -492,9 +492,7 @@ def ppt_balance(db: Session, actor: Actor, domain: str | None = None) -> list[Pp
         .group_by(Service.domain)
         .order_by(func.sum(Service.total_cost).desc(), Service.domain)
     )
-    allowed = actor.domains_with("cost.view")
-    if allowed is not None:
-        stmt = stmt.where(Service.domain.in_(sorted(allowed)))
+    stmt = where_viewable(stmt, actor, "cost.view", Service.domain)
     if domain is not None:
         stmt = stmt.where(Service.domain == domain)
     return [PptBalance(**row._mapping) for row in db.execute(stmt)]
@@ -515,9 +513,7 @@ def allocations_query(actor: Actor, *, domain: str | None, service_id: uuid.UUID
             .where(Service.deleted_at.is_(None),
                    Service.status.in_([ServiceStatus.active, ServiceStatus.deprecated]))
             .group_by(*columns))
-    allowed = actor.domains_with("cost.view")
-    if allowed is not None:
-        stmt = stmt.where(Service.domain.in_(sorted(allowed)))
+    stmt = where_viewable(stmt, actor, "cost.view", Service.domain)
     if domain is not None:
         stmt = stmt.where(Service.domain == domain)
     if service_id is not None:

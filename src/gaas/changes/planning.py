@@ -16,7 +16,7 @@ from gaas.changes.schemas import TemplateCreate, TemplateUpdate, WindowCreate, W
 from gaas.core.context import Actor
 from gaas.core.errors import Forbidden, NotFound, ValidationProblem
 from gaas.core.pagination import SortKey, paginate
-from gaas.core.queries import where_equal
+from gaas.core.queries import where_equal, where_viewable
 from gaas.core.records import apply_patch, restore, soft_delete, stamp_created
 from gaas.iam import service as iam
 from gaas.iam.service import require as _require
@@ -45,9 +45,7 @@ def list_templates(db: Session, actor: Actor, *, domain: str | None, active: boo
     if not actor.can_anywhere("change.view"):
         raise Forbidden("Listing templates needs the 'change.view' permission.", permission="change.view")
     stmt = where_equal(select(ChangeTemplate), (ChangeTemplate.domain, domain), (ChangeTemplate.active, active))
-    allowed = actor.domains_with("change.view")
-    if allowed is not None:
-        stmt = stmt.where(ChangeTemplate.domain.in_(sorted(allowed)))
+    stmt = where_viewable(stmt, actor, "change.view", ChangeTemplate.domain)
     if not include_deleted:
         stmt = stmt.where(ChangeTemplate.deleted_at.is_(None))
     return paginate(stmt, id_column=ChangeTemplate.id, sort_keys=TEMPLATE_SORTS, sort=sort, cursor=cursor,
@@ -124,9 +122,7 @@ def list_windows(db: Session, actor: Actor, *, domain: str | None, kind: WindowK
         raise Forbidden("Listing change windows needs the 'change.view' permission.", permission="change.view")
     stmt = where_equal(select(ChangeWindow), (ChangeWindow.domain, domain), (ChangeWindow.kind, kind),
                        (ChangeWindow.service_id, service_id))
-    allowed = actor.domains_with("change.view")
-    if allowed is not None:
-        stmt = stmt.where(ChangeWindow.domain.in_(sorted(allowed)))
+    stmt = where_viewable(stmt, actor, "change.view", ChangeWindow.domain)
     if not include_deleted:
         stmt = stmt.where(ChangeWindow.deleted_at.is_(None))
     return paginate(stmt, id_column=ChangeWindow.id, sort_keys=WINDOW_SORTS, sort=sort, cursor=cursor, limit=limit,

@@ -39,7 +39,7 @@ from gaas.core.context import Actor
 from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit
 from gaas.core.pagination import SortKey, paginate
-from gaas.core.queries import contains_pattern, where_equal
+from gaas.core.queries import contains_pattern, where_equal, where_viewable
 from gaas.core.records import (
     delete_announced,
     expected_version,
@@ -138,10 +138,7 @@ def get_change(db: Session, actor: Actor, change_id: uuid.UUID, *, include_delet
 def _viewable(stmt: Select, actor: Actor, domain: Any = Change.domain) -> Select:
     """Only the domains where the caller holds change.view; `domain`: the column to filter (a Core
     column keeps a statement off the ORM's slower path)."""
-    allowed = actor.domains_with("change.view")
-    if allowed is not None:
-        stmt = stmt.where(domain.in_(sorted(allowed)))
-    return stmt
+    return where_viewable(stmt, actor, "change.view", domain)
 
 
 def list_changes(db: Session, actor: Actor, *, domain: str | None = None, status: list[ChangeStatus] | None = None,
@@ -562,9 +559,7 @@ def calendar(db: Session, actor: Actor, start: datetime, end: datetime, *, domai
                               planned_start=c.planned_start, planned_end=c.planned_end,
                               has_conflicts=bool(c.conflicts)) for c in rows[:MAX_CALENDAR_CHANGES]]
     window_stmt = select(ChangeWindow).where(ChangeWindow.deleted_at.is_(None))
-    allowed = actor.domains_with("change.view")
-    if allowed is not None:
-        window_stmt = window_stmt.where(ChangeWindow.domain.in_(sorted(allowed)))
+    window_stmt = where_viewable(window_stmt, actor, "change.view", ChangeWindow.domain)
     window_stmt = where_equal(window_stmt, (ChangeWindow.domain, domain))
     if service_id is not None:
         window_stmt = window_stmt.where((ChangeWindow.service_id == service_id) | ChangeWindow.service_id.is_(None))

@@ -15,6 +15,7 @@ from gaas.cmdb.models import CIRelationship, CIRelationshipType, CIStatus, Confi
 from gaas.core.context import Actor
 from gaas.core.errors import Forbidden
 from gaas.core.filtering import TEXT, Expr, Field, field_names, run_query
+from gaas.core.queries import where_viewable
 
 C = ConfigurationItem
 CI_FIELDS: dict[str, Field] = {
@@ -55,9 +56,7 @@ def _viewable_cis(actor: Actor):
     if not actor.can_anywhere("ci.view"):
         raise Forbidden("Listing CIs needs the 'ci.view' permission.", permission="ci.view")
     stmt = select(C).where(C.deleted_at.is_(None))
-    allowed = actor.domains_with("ci.view")
-    if allowed is not None:
-        stmt = stmt.where(or_(C.domain.is_(None), C.domain.in_(sorted(allowed))))
+    stmt = where_viewable(stmt, actor, "ci.view", C.domain, global_rows=True)
     return stmt
 
 

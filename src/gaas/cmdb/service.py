@@ -44,7 +44,7 @@ from gaas.core.context import Actor
 from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit
 from gaas.core.pagination import SortKey, decode_offset, encode_offset, paginate
-from gaas.core.queries import where_equal
+from gaas.core.queries import where_equal, where_viewable
 from gaas.core.records import apply_patch, hard_delete, restore, soft_delete, stamp_created
 from gaas.core.settings import get_settings
 from gaas.iam import service as iam
@@ -428,9 +428,7 @@ def list_cis(db: Session, actor: Actor, *, domain: str | None, ci_class: str | N
     if not actor.can_anywhere("ci.view"):
         raise Forbidden("Listing CIs needs the 'ci.view' permission.", permission="ci.view")
     stmt: Select = select(ConfigurationItem)
-    allowed = actor.domains_with("ci.view")
-    if allowed is not None:
-        stmt = stmt.where(or_(ConfigurationItem.domain.is_(None), ConfigurationItem.domain.in_(sorted(allowed))))
+    stmt = where_viewable(stmt, actor, "ci.view", ConfigurationItem.domain, global_rows=True)
     if not include_deleted:
         stmt = stmt.where(ConfigurationItem.deleted_at.is_(None))
     stmt = where_equal(stmt, (ConfigurationItem.domain, domain), (ConfigurationItem.ci_class, ci_class),

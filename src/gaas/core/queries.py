@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select
+from sqlalchemy import Select, or_
+
+if TYPE_CHECKING:
+    from gaas.core.context import Actor
 
 
 def where_equal(stmt: Select, *pairs: tuple[Any, Any]) -> Select:
@@ -27,3 +30,14 @@ def where_in_range(stmt: Select, column: Any, start: Any, end: Any) -> Select:
 def contains_pattern(text: str) -> str:
     """An ILIKE pattern matching `text` anywhere, with its own % and _ taken literally."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def where_viewable(stmt: Select, actor: Actor, permission: str, domain: Any, *, global_rows: bool = False) -> Select:
+    """Only rows of domains where the caller holds `permission` (row-level security already hides
+    the domains they may not see at all); `global_rows`: rows without a domain too. `domain` is the
+    column to filter (a Core column keeps a statement off the ORM's slower path)."""
+    allowed = actor.domains_with(permission)
+    if allowed is None:
+        return stmt
+    condition = domain.in_(sorted(allowed))
+    return stmt.where(or_(domain.is_(None), condition) if global_rows else condition)

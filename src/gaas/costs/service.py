@@ -34,7 +34,7 @@ from gaas.core.context import Actor
 from gaas.core.errors import Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit
 from gaas.core.pagination import SortKey, decode_offset, encode_offset, paginate
-from gaas.core.queries import where_equal, where_in_range
+from gaas.core.queries import where_equal, where_in_range, where_viewable
 from gaas.core.records import apply_patch, restore, soft_delete, stamp_created
 from gaas.core.settings import get_settings
 from gaas.costs import events
@@ -139,9 +139,7 @@ def list_entries(db: Session, actor: Actor, *, domain: str | None, service_id: u
     if not actor.can_anywhere("cost.view"):
         raise Forbidden("Cost entries need the 'cost.view' permission.", permission="cost.view")
     stmt: Select = select(CostEntry)
-    allowed = actor.domains_with("cost.view")
-    if allowed is not None:
-        stmt = stmt.where(CostEntry.domain.in_(sorted(allowed)))
+    stmt = where_viewable(stmt, actor, "cost.view", CostEntry.domain)
     if not include_deleted:
         stmt = stmt.where(CostEntry.deleted_at.is_(None))
     stmt = where_equal(stmt, (CostEntry.domain, domain), (CostEntry.service_id, service_id),

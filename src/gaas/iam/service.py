@@ -16,7 +16,7 @@ from gaas.audit import service as audit
 from gaas.core.context import SYSTEM_USER_EMAIL, SYSTEM_USER_ID, Actor, Grant, RequestInfo
 from gaas.core.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationProblem
 from gaas.core.pagination import SortKey, paginate
-from gaas.core.queries import contains_pattern
+from gaas.core.queries import contains_pattern, where_viewable
 from gaas.core.records import apply_patch, hard_delete, restore, soft_delete, stamp_created
 from gaas.core.settings import get_settings
 from gaas.iam import security
@@ -202,10 +202,7 @@ def list_domains(db: Session, actor: Actor, *, active: bool | None, q: str | Non
                  sort: str | None, cursor: str | None, limit: int) -> tuple[list[Domain], str | None]:
     if not actor.can_anywhere("domain.view"):
         raise Forbidden("Listing domains needs the 'domain.view' permission.", permission="domain.view")
-    stmt = select(Domain)
-    viewable = actor.domains_with("domain.view")
-    if viewable is not None:  # row-level security already hides the domains one may not see
-        stmt = stmt.where(Domain.code.in_(sorted(viewable)))
+    stmt = where_viewable(select(Domain), actor, "domain.view", Domain.code)
     if not include_deleted:
         stmt = stmt.where(Domain.deleted_at.is_(None))
     if active is not None:

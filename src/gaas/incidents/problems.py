@@ -13,7 +13,7 @@ from gaas.core.context import Actor
 from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit
 from gaas.core.pagination import SortKey, paginate
-from gaas.core.queries import contains_pattern, where_equal
+from gaas.core.queries import contains_pattern, where_equal, where_viewable
 from gaas.core.records import delete_announced, expected_version, restore_announced, stamp_created
 from gaas.iam import service as iam
 from gaas.iam.service import require as _require
@@ -65,9 +65,7 @@ def list_problems(db: Session, actor: Actor, *, domain: str | None, status: Prob
     if not actor.can_anywhere("problem.view"):
         raise Forbidden("Listing problems needs the 'problem.view' permission.", permission="problem.view")
     stmt = select(Problem)
-    allowed = actor.domains_with("problem.view")
-    if allowed is not None:
-        stmt = stmt.where(Problem.domain.in_(sorted(allowed)))
+    stmt = where_viewable(stmt, actor, "problem.view", Problem.domain)
     if not include_deleted:
         stmt = stmt.where(Problem.deleted_at.is_(None))
     stmt = where_equal(stmt, (Problem.domain, domain), (Problem.status, status), (Problem.priority, priority),

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from gaas.core.context import Actor
 from gaas.core.errors import Forbidden
 from gaas.core.filtering import Expr, Field, run_query
+from gaas.core.queries import where_viewable
 from gaas.incidents.models import (
     HoldReason,
     Impact,
@@ -102,9 +103,7 @@ def query_problems(db: Session, actor: Actor, *, where: Expr | None = None,
     if not actor.can_anywhere("problem.view"):
         raise Forbidden("Listing problems needs the 'problem.view' permission.", permission="problem.view")
     stmt = select(Problem).where(Problem.deleted_at.is_(None))
-    allowed = actor.domains_with("problem.view")
-    if allowed is not None:
-        stmt = stmt.where(Problem.domain.in_(sorted(allowed)))
+    stmt = where_viewable(stmt, actor, "problem.view", Problem.domain)
     return run_query(db, stmt, fields=PROBLEM_FIELDS, id_column=Problem.id, where=where, order=order,
                      offset=offset, limit=limit, count=count, default_order=Problem.created_at.asc())
 
@@ -118,9 +117,7 @@ def assignment_groups(db: Session, actor: Actor) -> list[str]:
             Incident.assigned_group.is_not(None), Incident.deleted_at.is_(None)))
     if actor.can_anywhere("problem.view"):
         stmt = select(Problem.assigned_group).where(Problem.assigned_group.is_not(None), Problem.deleted_at.is_(None))
-        allowed = actor.domains_with("problem.view")
-        if allowed is not None:
-            stmt = stmt.where(Problem.domain.in_(sorted(allowed)))
+        stmt = where_viewable(stmt, actor, "problem.view", Problem.domain)
         names.append(stmt)
     if not names:
         return []

@@ -19,7 +19,7 @@ from gaas.core.context import Actor
 from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit, emit_many
 from gaas.core.pagination import SortKey, paginate
-from gaas.core.queries import contains_pattern, where_equal
+from gaas.core.queries import contains_pattern, where_equal, where_viewable
 from gaas.core.records import delete_announced, expected_version, restore_announced, stamp_created
 from gaas.core.settings import get_settings
 from gaas.iam import service as iam
@@ -118,10 +118,7 @@ def incidents_out(db: Session, incidents: list[Incident]) -> list[IncidentOut]:
 def _viewable(stmt: Select, actor: Actor, domain: Any = Incident.domain) -> Select:
     """Only the domains where the caller holds incident.view; `domain`: the column to filter (a Core
     column keeps a statement off the ORM's slower path)."""
-    allowed = actor.domains_with("incident.view")
-    if allowed is not None:
-        stmt = stmt.where(domain.in_(sorted(allowed)))
-    return stmt
+    return where_viewable(stmt, actor, "incident.view", domain)
 
 
 def list_incidents(db: Session, actor: Actor, *, domain: str | None = None,

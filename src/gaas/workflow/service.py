@@ -34,7 +34,7 @@ from gaas.core.events import emit
 from gaas.core.ids import new_id
 from gaas.core.jsontext import jsonable
 from gaas.core.pagination import SortKey, paginate
-from gaas.core.queries import where_equal
+from gaas.core.queries import where_equal, where_viewable
 from gaas.core.records import apply_patch, restore, soft_delete, stamp_created
 from gaas.iam import service as iam
 from gaas.iam.models import Domain, Role
@@ -155,9 +155,7 @@ def list_definitions(db: Session, actor: Actor, *, domain: str | None, trigger_t
     if not actor.can_anywhere("workflow.view"):
         raise Forbidden("Listing workflows needs the 'workflow.view' permission.", permission="workflow.view")
     stmt: Select = select(WorkflowDefinition)
-    allowed = actor.domains_with("workflow.view")
-    if allowed is not None:
-        stmt = stmt.where(or_(WorkflowDefinition.domain.is_(None), WorkflowDefinition.domain.in_(sorted(allowed))))
+    stmt = where_viewable(stmt, actor, "workflow.view", WorkflowDefinition.domain, global_rows=True)
     if not include_deleted:
         stmt = stmt.where(WorkflowDefinition.deleted_at.is_(None))
     stmt = where_equal(stmt, (WorkflowDefinition.domain, domain), (WorkflowDefinition.trigger_type, trigger_type),
@@ -369,9 +367,7 @@ def list_instances(db: Session, actor: Actor, *, definition_id: uuid.UUID | None
     if not actor.can_anywhere("workflow.view"):
         raise Forbidden("Listing workflows needs the 'workflow.view' permission.", permission="workflow.view")
     stmt: Select = select(WorkflowInstance)
-    allowed = actor.domains_with("workflow.view")
-    if allowed is not None:
-        stmt = stmt.where(WorkflowInstance.domain.in_(sorted(allowed)))
+    stmt = where_viewable(stmt, actor, "workflow.view", WorkflowInstance.domain)
     stmt = where_equal(stmt, (WorkflowInstance.workflow_definition_id, definition_id),
                        (WorkflowInstance.status, status), (WorkflowInstance.context_type, context_type),
                        (WorkflowInstance.context_id, context_id), (WorkflowInstance.domain, domain))
@@ -661,9 +657,7 @@ def list_approvals(db: Session, actor: Actor, *, status: str | None, mine: bool,
         if not actor.can_anywhere("workflow.view"):
             raise Forbidden("Listing approvals needs 'workflow.view' (or ask for mine=true).",
                             permission="workflow.view")
-        allowed = actor.domains_with("workflow.view")
-        if allowed is not None:
-            stmt = stmt.where(Approval.domain.in_(sorted(allowed)))
+        stmt = where_viewable(stmt, actor, "workflow.view", Approval.domain)
     stmt = where_equal(stmt, (Approval.status, status), (Approval.domain, domain))
     return paginate(stmt, id_column=Approval.id, sort_keys=APPROVAL_SORTS, sort="-created_at", cursor=cursor,
                     limit=limit, execute=db.scalars)
@@ -749,9 +743,7 @@ def list_tasks(db: Session, actor: Actor, *, mine: bool, status: str | None, dom
     else:
         if not actor.can_anywhere("workflow.view"):
             raise Forbidden("Listing tasks needs 'workflow.view' (or ask for mine=true).", permission="workflow.view")
-        allowed = actor.domains_with("workflow.view")
-        if allowed is not None:
-            stmt = stmt.where(WorkflowStep.domain.in_(sorted(allowed)))
+        stmt = where_viewable(stmt, actor, "workflow.view", WorkflowStep.domain)
     stmt = where_equal(stmt, (WorkflowStep.status, status), (WorkflowStep.domain, domain))
     return paginate(stmt, id_column=WorkflowStep.id, sort_keys=TASK_SORTS, sort="-started_at", cursor=cursor,
                     limit=limit, execute=db.scalars)

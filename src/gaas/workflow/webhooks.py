@@ -31,6 +31,7 @@ from gaas.core.errors import Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit
 from gaas.core.jsontext import dumps
 from gaas.core.pagination import SortKey, paginate
+from gaas.core.queries import where_viewable
 from gaas.core.records import apply_patch, restore, soft_delete, stamp_created
 from gaas.core.settings import Settings
 from gaas.iam import service as iam
@@ -72,9 +73,7 @@ def list_webhooks(db: Session, actor: Actor, *, domain: str | None, active: bool
     if not actor.can_anywhere("webhook.manage"):
         raise Forbidden("Webhooks need the 'webhook.manage' permission.", permission="webhook.manage")
     stmt: Select = select(Webhook)
-    allowed = actor.domains_with("webhook.manage")
-    if allowed is not None:
-        stmt = stmt.where(Webhook.domain.in_(sorted(allowed)))
+    stmt = where_viewable(stmt, actor, "webhook.manage", Webhook.domain)
     if not include_deleted:
         stmt = stmt.where(Webhook.deleted_at.is_(None))
     if domain is not None:
