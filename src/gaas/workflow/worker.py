@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 import psycopg
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -192,22 +192,21 @@ def _advance(db: Session, now: datetime, limit: int = 20) -> int:
     """Run runnable instances up to their next wait (approval, task) or their end. Each runs in a
     savepoint: one that raises unexpectedly fails (recorded, announced) instead of being retried
     forever, and the others go on."""
-    ids = list(db.scalars(text("""
-        SELECT id FROM gaas_workflow.workflow_instances
-        WHERE next_run_at <= :now AND status = 'running'
-        ORDER BY next_run_at LIMIT :limit FOR UPDATE SKIP LOCKED"""), {"now": now, "limit": limit}))
-    for instance_id in ids:
+    instances = list(db.scalars(
+        select(WorkflowInstance).where(WorkflowInstance.next_run_at <= now,
+                                       WorkflowInstance.status == InstanceStatus.running)
+        .order_by(WorkflowInstance.next_run_at).limit(limit).with_for_update(skip_locked=True)))
+    for instance in instances:
+        instance_id = instance.id
         try:
             with db.begin_nested():
-                instance = db.get(WorkflowInstance, instance_id)
-                assert instance is not None
                 service.run_until_waiting(db, instance, now)
         except OperationalError:
             raise
         except Exception as exc:
             log.exception("workflow instance %s failed", instance_id)
             _fail_unexpectedly(db, instance_id, now, f"{type(exc).__name__}: {exc}")
-    return len(ids)
+    return len(instances)
 
 
 def _fail_unexpectedly(db: Session, instance_id: uuid.UUID, now: datetime, reason: str) -> None:
