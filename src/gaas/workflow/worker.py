@@ -210,9 +210,9 @@ def _advance(db: Session, now: datetime, limit: int = 20) -> int:
 
 
 def _fail_unexpectedly(db: Session, instance_id: uuid.UUID, now: datetime, reason: str) -> None:
-    """End an instance whose step raised: failed, announced and its record's module told (a change
-    goes back from 'submitted'), as for a step that fails cleanly. Should even that raise, the
-    instance is still marked failed, so that it is never retried forever."""
+    """End an instance whose step raised: failed, announced (workflow.failed) and its record's
+    module told, as for a step that fails cleanly. Should even that raise, the instance is still
+    marked failed, so that it is never retried forever."""
     try:
         with db.begin_nested():
             instance = db.get(WorkflowInstance, instance_id, populate_existing=True)
