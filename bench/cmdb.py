@@ -210,11 +210,14 @@ def measure(db, http: httpx.Client, conn, ids, *, cis: int, rels: int, repeat: i
         "SELECT id FROM gaas_cmdb.configuration_items WHERE name ILIKE %s LIMIT 20", (f"%{queries[i]}%",)).fetchall())
     figures.append(Figure(f"GET /cis?q= fuzzy name search over {cis:,} CIs", repeat, search,
                           "raw ILIKE '%q%' LIMIT 20", raw_like))
+    floor = timed("GET /me", repeat, lambda i: http.get("/api/v1/me").raise_for_status())
     figures.append(import_figure(db, conn, domain, owner, import_rows))
     print_table(f"CMDB at scale: {cis:,} CIs, {rels:,} relationships (seed {seed})", figures)
     core_ms, core_spec = Figure.ms(figures[0].samples, 0.5), Figure.ms(figures[0].baseline_samples, 0.5)
     typical_ms = Figure.ms(figures[1].samples, 0.5)
-    print(f"target: typical impact under 10 ms: median {typical_ms:.1f} ms {'met' if typical_ms < 10 else 'MISSED'}")
+    print(f"target: typical impact under 10 ms: median {typical_ms:.1f} ms {'met' if typical_ms < 10 else 'MISSED'}"
+          f" (this machine's floor for an authenticated request, GET /me in the same run: median "
+          f"{Figure.ms(floor, 0.5):.1f} ms)")
     print(f"target: core impact under 1.5 s and 4x faster than the spec query: median {core_ms:.0f} ms, "
           f"{core_spec / core_ms:.1f}x {'met' if core_ms < 1500 and core_spec >= 4 * core_ms else 'MISSED'}")
     p95 = Figure.ms(search, 0.95)
