@@ -283,7 +283,10 @@ def test_an_imported_change_walks_only_moves_its_type_allows():
     from gaas.changes.models import ChangeStatus, ChangeType
     from gaas.changes.service import TRANSITIONS
     from gaas.servicenow.codes import CHANGE_STATUS_OF
-    from gaas.servicenow.importer import _change_path
+    from gaas.servicenow.mapping import shortest_walk
+
+    def _change_path(current, goal, change_type):
+        return shortest_walk(current, goal, TRANSITIONS[change_type])
 
     for change_type in (ChangeType.normal, ChangeType.emergency):
         for goal in set(CHANGE_STATUS_OF.values()) - {ChangeStatus.draft}:

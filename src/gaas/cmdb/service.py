@@ -45,7 +45,7 @@ from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit
 from gaas.core.pagination import SortKey, decode_offset, encode_offset, paginate
 from gaas.core.queries import where_equal, where_viewable
-from gaas.core.records import apply_patch, hard_delete, restore, soft_delete, stamp_created
+from gaas.core.records import apply_patch, hard_delete, restore, rows_by_id, soft_delete, stamp_created
 from gaas.core.settings import get_settings
 from gaas.iam import service as iam
 
@@ -312,10 +312,7 @@ def ci_exists(db: Session, actor: Actor, ci_id: uuid.UUID) -> ConfigurationItem 
 
 def cis_existing(db: Session, actor: Actor, ci_ids: list[uuid.UUID]) -> dict[uuid.UUID, ConfigurationItem]:
     """For other modules: ci_exists for many CIs in one query (a change names up to 500)."""
-    if not ci_ids:
-        return {}
-    found = db.scalars(select(ConfigurationItem).where(ConfigurationItem.id.in_(set(ci_ids)))).all()
-    return {ci.id: ci for ci in found if _live_and_visible(actor, ci)}
+    return rows_by_id(db, ConfigurationItem, ci_ids, lambda ci: _live_and_visible(actor, ci))
 
 
 def _live_and_visible(actor: Actor, ci: ConfigurationItem) -> bool:

@@ -20,7 +20,7 @@ from gaas.core.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gaas.core.events import emit, emit_many
 from gaas.core.pagination import SortKey, paginate
 from gaas.core.queries import contains_pattern, where_equal, where_viewable
-from gaas.core.records import delete_announced, expected_version, restore_announced, stamp_created
+from gaas.core.records import delete_announced, expected_version, restore_announced, rows_by_id, stamp_created
 from gaas.core.settings import get_settings
 from gaas.iam import service as iam
 from gaas.iam.service import require
@@ -82,10 +82,7 @@ def incident_exists(db: Session, actor: Actor, incident_id: uuid.UUID) -> Incide
 
 def incidents_existing(db: Session, actor: Actor, incident_ids: list[uuid.UUID]) -> dict[uuid.UUID, Incident]:
     """For other modules: incident_exists for many incidents in one query."""
-    if not incident_ids:
-        return {}
-    found = db.scalars(select(Incident).where(Incident.id.in_(set(incident_ids)))).all()
-    return {i.id: i for i in found if _live_and_viewable(actor, i)}
+    return rows_by_id(db, Incident, incident_ids, lambda incident: _live_and_viewable(actor, incident))
 
 
 def _live_and_viewable(actor: Actor, incident: Incident) -> bool:
@@ -216,7 +213,7 @@ class Lookups:
 
 
 def check_references(db: Session, actor: Actor, domain: str, values: dict[str, Any],
-                      lookups: Lookups | None = None) -> None:
+                     lookups: Lookups | None = None) -> None:
     """Every reference an incident (or a problem) makes, checked through the module that owns it."""
     lookups = lookups or Lookups(db, actor)
     user_id = values.get("assigned_to")

@@ -726,7 +726,7 @@ class Importer:
             if fields:
                 change = m.update_change(self.db, self.actor, change, fields, plain, None)
         goal = c.CHANGE_STATUS_OF.get(target or "")
-        for step in _change_path(change.status, goal, change.type):
+        for step in m.shortest_walk(change.status, goal, changes.TRANSITIONS[change.type]):
             try:
                 change = changes.update_change(self.db, self.actor, change.id,
                                                ChangeUpdate(status=step, version=change.version), None)
@@ -754,14 +754,6 @@ class Importer:
         m.update_article(self.db, self.actor, article, body, plain, None)
         self._keep(row, "article", article.id, article.number, print_)
         return "updated"
-
-
-def _change_path(current: Any, goal: Any, change_type: Any) -> list[Any]:
-    """The shortest walk to `goal` that the change module's own rules for this type allow (an
-    emergency change skips review)."""
-    from gaas.changes.service import TRANSITIONS
-
-    return m.shortest_walk(current, goal, TRANSITIONS[change_type])
 
 
 def import_files(db: Session, actor: Actor, paths: list[Path], *, domain: str, owner_id: uuid.UUID | None = None,

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from gaas.catalog import service as catalog
 from gaas.catalog.models import RelationshipType, ServiceStatus, ServiceType, StakeholderRole
 from gaas.catalog.schemas import RelationshipCreate, ServiceCreate, ServiceUpdate, StakeholderCreate
+from gaas.core.errors import Problem
 from gaas.core.http import DbSession
 from gaas.costs import service as costs
 from gaas.costs.models import CostCategory
@@ -355,11 +356,7 @@ def bulk_entries(request: Request, db: DbSession, ui: CurrentUI, form: CheckedFo
         except ValidationError as exc:
             bad_rows = [(int(e["loc"][1]) + 2, str(e["loc"][2]) if len(e["loc"]) > 2 else "", e["msg"])
                         for e in exc.errors() if len(e["loc"]) > 1 and str(e["loc"][1]).isdigit()]
-        except Exception as exc:
-            from gaas.core.errors import Problem
-
-            if not isinstance(exc, Problem):
-                raise
+        except Problem as exc:
             for item in exc.errors:
                 match = re.match(r"^items\.(\d+)\.(.+)$", str(item.get("field", "")))
                 if match:
