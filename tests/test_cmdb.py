@@ -366,3 +366,39 @@ def test_impact_shows_the_open_incidents_and_coming_changes_on_what_would_fail(c
     viewer = world.user(domain, role)
     seen = client.get(f"/api/v1/cis/{switch['id']}/impact", headers=viewer.headers).json()
     assert (seen["open_incidents"]["count"], seen["upcoming_changes"]["count"]) == (0, 0)
+
+
+def test_a_rolled_back_schema_edit_is_not_remembered(client, database, infra):
+    """Compiled schemas are remembered by their text, not the class's version: an edit that was
+    rolled back had version 2 too, and the committed version 2 must be checked by its own schema."""
+    from gaas.cmdb import service
+    from gaas.cmdb.schemas import CIClassUpdate
+    from gaas.core import db as gaas_db
+    from gaas.iam.service import system_actor
+
+    admin, domain = infra["admin"], infra["domain"]
+    cls = client.post("/api/v1/ci-classes", json={
+        "name": unique("kiosk_"), "label": "Kiosk", "domain": domain,
+        "attribute_schema": {"type": "object", "properties": {"serial": {"type": "string"}}},
+        "identification": [["serial"]]}, headers=admin.headers).json()
+    integer_serials = {"type": "object", "properties": {"serial": {"type": "integer"}}}
+    actor = system_actor()
+    with database.factory() as session:
+        gaas_db.set_context(session, actor)
+        edited = service.update_class(session, actor, uuid.UUID(cls["id"]),
+                                      CIClassUpdate(attribute_schema=integer_serials, version=1), None)
+        assert edited.version == 2
+        with pytest.raises(Exception) as refused:
+            service.validate_attributes(edited, {"serial": "K-1"})
+        assert refused.value.errors[0]["field"] == "attributes.serial"
+        session.rollback()
+    text_serials = {"type": "object", "properties": {"serial": {"type": "string", "minLength": 2}}}
+    patched = client.patch(f"/api/v1/ci-classes/{cls['id']}", json={"attribute_schema": text_serials, "version": 1},
+                           headers=admin.headers).json()
+    assert patched["version"] == 2
+    body = {"domain": domain, "name": unique("kiosk-"), "ci_class": cls["name"], "environment": "production",
+            "owner_id": str(admin.id)}
+    created = client.post("/api/v1/cis", json={**body, "attributes": {"serial": "K-1"}}, headers=admin.headers)
+    assert created.status_code == 201, created.text
+    assert_problem(client.post("/api/v1/cis", json={**body, "attributes": {"serial": "K"}}, headers=admin.headers),
+                   422, "attributes.serial")

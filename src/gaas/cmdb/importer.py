@@ -37,7 +37,8 @@ from sqlalchemy.orm import Session
 from gaas.audit.service import prepare_many, record_many
 from gaas.cmdb.models import CIClass, CIRelationshipType, CIStatus, Environment
 from gaas.cmdb.schemas import ClassName
-from gaas.cmdb.service import class_for, identity_keys, validate_attributes
+from gaas.cmdb.service import IdentityKeyer, attribute_validator, class_for, identity_keyer
+from gaas.core.bulk import bulk_section
 from gaas.core.context import Actor
 from gaas.core.errors import Forbidden, ValidationProblem
 from gaas.core.events import emit_batch, prepare_batch
@@ -263,6 +264,9 @@ class Importer:
         self.now = datetime.now(UTC)
         self.now_text = self.now.isoformat()
         self.classes: dict[tuple[str, str | None], CIClass | None] = {}
+        # Per class (by identity, each kept alive in `classes`): its identity keyer and attribute
+        # validator, compiled once for the whole import.
+        self.compiled: dict[int, tuple[IdentityKeyer, Callable[[dict[str, Any]], None]]] = {}
         self.domains: dict[str | None, bool] = {}
         # Dry run: identity key -> (a stand-in id, domain) of each CI this import would have created.
         self.pending: dict[str, tuple[str, str | None]] = {}
@@ -275,21 +279,22 @@ class Importer:
 
     def run(self, rows: Iterable[tuple[int, Any]], progress: Callable[[int], None] | None = None) -> ImportResult:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gaas-import")
-        try:
-            for batch in _batches(rows, BATCH_SIZE):
-                self.result.rows += len(batch)
-                cis = [(line, row) for line, row in batch
-                       if not (isinstance(row, dict) and "relationship_type" in row)]
-                rels = [(line, row) for line, row in batch if isinstance(row, dict) and "relationship_type" in row]
-                self._ci_batch(cis)
-                if rels:
-                    self._relationship_batch(rels)
-                if progress:
-                    progress(len(batch))
-            self._settle()
-        finally:
-            wait(self._jobs)  # failing: still, free the session before anyone rolls it back
-            self._writer.shutdown()
+        with bulk_section():
+            try:
+                for batch in _batches(rows, BATCH_SIZE):
+                    self.result.rows += len(batch)
+                    cis = [(line, row) for line, row in batch
+                           if not (isinstance(row, dict) and "relationship_type" in row)]
+                    rels = [(line, row) for line, row in batch if isinstance(row, dict) and "relationship_type" in row]
+                    self._ci_batch(cis)
+                    if rels:
+                        self._relationship_batch(rels)
+                    if progress:
+                        progress(len(batch))
+                self._settle()
+            finally:
+                wait(self._jobs)  # failing: still, free the session before anyone rolls it back
+                self._writer.shutdown()
         return self.result
 
     def _on_writer(self, work: Callable[..., Any], *args: Any) -> Future:
@@ -319,6 +324,12 @@ class Importer:
             self.result.updated -= job.result()
         self._in_flight = []
         return self.db
+
+    def _compiled(self, cls: CIClass) -> tuple[IdentityKeyer, Callable[[dict[str, Any]], None]]:
+        entry = self.compiled.get(id(cls))
+        if entry is None:
+            entry = self.compiled[id(cls)] = (identity_keyer(cls), attribute_validator(cls))
+        return entry
 
     # -- CIs --
     def _class(self, name: str, domain: str | None) -> CIClass | None:
@@ -369,8 +380,9 @@ class Importer:
             return None
         if from_csv:
             row.attributes = _typed_csv_attributes(cls, row.attributes)
+        keyer, validate = self._compiled(cls)
         try:
-            validate_attributes(cls, row.attributes)
+            validate(row.attributes)
         except ValidationProblem as problem:
             first = problem.errors[0]
             self.result.reject(line, first["field"], first["message"])
@@ -380,8 +392,7 @@ class Importer:
             self.result.reject(line, "owner_id", "no active user allowed in this domain has this id")
             return None
         row.owner_id = owner
-        keys = identity_keys(cls, domain=row.domain, name=row.name, environment=row.environment,
-                             attributes=row.attributes)
+        keys = keyer(row.domain, row.name, row.environment, row.attributes)
         if not keys:
             self.result.reject(line, "attributes", f"none of class '{cls.name}''s identification rules "
                                                    f"{cls.identification} is complete")
@@ -524,7 +535,7 @@ class Importer:
         last_seen = max(filter(None, [ci.last_discovered_at, seen]))
         if not before and last_seen == ci.last_discovered_at:
             return None
-        keys = identity_keys(cls, domain=ci.domain, name=ci.name, environment=ci.environment, attributes=attributes)
+        keys = self._compiled(cls)[0](ci.domain, ci.name, ci.environment, attributes)
         values = {"id": ci.id, "attributes": attributes, "attribute_sources": sources, "last_discovered_at": last_seen,
                   "discovered_by": self.source if before else ci.discovered_by or self.source, "identity_keys": keys}
         changes_before = {"attributes": {k: before[k] for k in before}} if before else {}
@@ -623,8 +634,7 @@ class Importer:
         if cls is None:
             return None
         attributes = {k: v for k, v in end.items() if k not in ("ci_class", "domain", "name", "environment")}
-        keys = identity_keys(cls, domain=domain, name=end.get("name", ""), environment=end.get("environment", ""),
-                             attributes=attributes)
+        keys = self._compiled(cls)[0](domain, end.get("name", ""), end.get("environment", ""), attributes)
         return keys[0] if keys else None
 
 
@@ -646,22 +656,22 @@ _INSERT_CIS = text("""
         discovered_by, last_discovered_at, identity_keys, attribute_sources, created_by, updated_by)
     SELECT r.id, r.domain, r.name, r.ci_class, CAST(r.status AS gaas_cmdb.ci_status),
            CAST(r.environment AS gaas_cmdb.environment_type), r.owner_id, r.attributes, r.discovered_by,
-           r.last_discovered_at, ARRAY(SELECT jsonb_array_elements_text(r.identity_keys)), r.attribute_sources,
+           r.last_discovered_at, r.identity_keys, r.attribute_sources,
            r.actor, r.actor
     FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id uuid, domain text, name text, ci_class text, status text,
         environment text, owner_id uuid, attributes jsonb, discovered_by text, last_discovered_at timestamptz,
-        identity_keys jsonb, attribute_sources jsonb, actor uuid)""")
+        identity_keys text[], attribute_sources jsonb, actor uuid)""")
 # A touch (bump false) moves last_discovered_at without a new version.
 _UPDATE_CIS = text("""
     UPDATE gaas_cmdb.configuration_items c
     SET attributes = r.attributes, attribute_sources = r.attribute_sources,
         last_discovered_at = r.last_discovered_at, discovered_by = r.discovered_by,
-        identity_keys = ARRAY(SELECT jsonb_array_elements_text(r.identity_keys)),
+        identity_keys = r.identity_keys,
         version = c.version + CASE WHEN :bump THEN 1 ELSE 0 END,
         updated_at = CASE WHEN :bump THEN now() ELSE c.updated_at END,
         updated_by = CASE WHEN :bump THEN CAST(:actor AS uuid) ELSE c.updated_by END
     FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(id uuid, attributes jsonb, attribute_sources jsonb,
-        last_discovered_at timestamptz, discovered_by text, identity_keys jsonb)
+        last_discovered_at timestamptz, discovered_by text, identity_keys text[])
     WHERE c.id = r.id
     RETURNING c.id""")
 

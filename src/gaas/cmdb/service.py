@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import fastjsonschema
+import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from sqlalchemy import Float, Select, literal, or_, select, text
@@ -167,12 +168,11 @@ def rekey_class(db: Session, cls: CIClass) -> int:
                                            ConfigurationItem.deleted_at.is_(None))
     if cls.domain is not None:
         stmt = stmt.where(ConfigurationItem.domain == cls.domain)
-    changed = 0
+    changed, keyer = 0, identity_keyer(cls)
     for ci in db.scalars(stmt.execution_options(yield_per=1000)):
         if cls.domain is None and class_for(db, ci.ci_class, ci.domain) is not cls:
             continue  # a domain's own class of that name governs it
-        keys = identity_keys(cls, domain=ci.domain, name=ci.name, environment=ci.environment,
-                             attributes=ci.attributes)
+        keys = keyer(ci.domain, ci.name, ci.environment, ci.attributes)
         if keys != ci.identity_keys:
             ci.identity_keys = keys
             changed += 1
@@ -207,13 +207,26 @@ def identity_keys(cls: CIClass | None, *, domain: str | None, name: str, environ
     """One key per identification rule whose values are all present: the same key means the same CI."""
     if cls is None:
         return []
-    record = {"domain": domain, "name": name, "environment": str(environment)}
-    keys = []
-    for index, rule in enumerate(cls.identification):
-        values = [record[k] if k in RECORD_KEYS else attributes.get(k) for k in rule]
-        if all(v is not None and v != "" for v in values):
-            keys.append(f"{cls.name}|{index}|{_json_values(values)}")
-    return keys
+    return identity_keyer(cls)(domain, name, environment, attributes)
+
+
+IdentityKeyer = Callable[[str | None, str, str, dict[str, Any]], list[str]]
+
+
+def identity_keyer(cls: CIClass) -> IdentityKeyer:
+    """identity_keys for one class, its rules read once: an import or a re-key calls it per CI."""
+    rules = [(f"{cls.name}|{index}|", tuple(rule)) for index, rule in enumerate(cls.identification)]
+
+    def keyer(domain: str | None, name: str, environment: str, attributes: dict[str, Any]) -> list[str]:
+        record = {"domain": domain, "name": name, "environment": str(environment)}
+        keys = []
+        for head, rule in rules:
+            values = [record[k] if k in RECORD_KEYS else attributes.get(k) for k in rule]
+            if all(v is not None and v != "" for v in values):
+                keys.append(head + _json_values(values))
+        return keys
+
+    return keyer
 
 
 _PLAIN_TEXT = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII but " and \: JSON writes it as it is
@@ -227,7 +240,7 @@ def _json_values(values: list[Any]) -> str:
     return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
 
-_VALIDATORS: dict[tuple[uuid.UUID, int], tuple[Callable[[Any], Any], Draft202012Validator]] = {}
+_VALIDATORS: dict[bytes, tuple[Callable[[Any], Any], Draft202012Validator]] = {}
 
 
 # Keywords of JSON Schema 2020-12 that the compiled (draft 4-7) validator would silently ignore.
@@ -247,23 +260,24 @@ def _keywords(schema: Any) -> set[str]:
     return found
 
 
-def _validators(cls: CIClass) -> tuple[Callable[[Any], Any], Draft202012Validator]:
-    """Per class version: a compiled check for the common case (valid attributes, e.g. an import
-    of a million CIs) and the full validator that names every broken attribute. The compiled one
-    is used only for schemas within its drafts."""
-    key = (cls.id, cls.version)
+def _validators(schema: dict[str, Any]) -> tuple[Callable[[Any], Any], Draft202012Validator]:
+    """Per schema: a compiled check for the common case (valid attributes, e.g. an import of a
+    million CIs) and the full validator that names every broken attribute. The compiled one is
+    used only for schemas within its drafts. Cached by the schema's text, not the class's
+    version: a rolled-back edit may have used the same version number for another schema."""
+    key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
     entry = _VALIDATORS.get(key)
     if entry is None:
-        full = Draft202012Validator(cls.attribute_schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+        full = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
         def slow(value: Any, full: Draft202012Validator = full) -> None:
             if not full.is_valid(value):
                 raise fastjsonschema.JsonSchemaException("invalid")
 
         fast: Callable[[Any], Any] = slow
-        if not _keywords(cls.attribute_schema) & _NEWER_KEYWORDS:
+        if not _keywords(schema) & _NEWER_KEYWORDS:
             with contextlib.suppress(fastjsonschema.JsonSchemaDefinitionException):
-                fast = fastjsonschema.compile(cls.attribute_schema)
+                fast = fastjsonschema.compile(schema)
         entry = (fast, full)
         if len(_VALIDATORS) > 1000:
             _VALIDATORS.clear()
@@ -273,22 +287,32 @@ def _validators(cls: CIClass) -> tuple[Callable[[Any], Any], Draft202012Validato
 
 def validate_attributes(cls: CIClass, attributes: dict[str, Any]) -> None:
     """422 naming each attribute that breaks the class's JSON Schema."""
-    fast, validator = _validators(cls)
-    try:
-        fast(attributes)
-        return
-    except fastjsonschema.JsonSchemaException:
-        pass
-    errors = []
-    for error in sorted(validator.iter_errors(attributes), key=lambda e: list(e.path)):
-        path = [str(p) for p in error.path]
-        if error.validator == "required":
-            missing = error.message.split("'")[1] if "'" in error.message else ""
-            path = [missing] if missing else path
-        field = ".".join(["attributes", *path])
-        errors.append({"field": field, "message": error.message, "type": f"schema_{error.validator}"})
-    if errors:
-        raise ValidationProblem(f"The attributes do not fit class '{cls.name}'.", errors=errors)
+    attribute_validator(cls)(attributes)
+
+
+def attribute_validator(cls: CIClass) -> Callable[[dict[str, Any]], None]:
+    """validate_attributes for one class, its schema compiled once: an import calls it per row."""
+    fast, validator = _validators(cls.attribute_schema)
+    name = cls.name
+
+    def validate(attributes: dict[str, Any]) -> None:
+        try:
+            fast(attributes)
+            return
+        except fastjsonschema.JsonSchemaException:
+            pass
+        errors = []
+        for error in sorted(validator.iter_errors(attributes), key=lambda e: list(e.path)):
+            path = [str(p) for p in error.path]
+            if error.validator == "required":
+                missing = error.message.split("'")[1] if "'" in error.message else ""
+                path = [missing] if missing else path
+            field = ".".join(["attributes", *path])
+            errors.append({"field": field, "message": error.message, "type": f"schema_{error.validator}"})
+        if errors:
+            raise ValidationProblem(f"The attributes do not fit class '{name}'.", errors=errors)
+
+    return validate
 
 
 # ---- configuration items ----------------------------------------------------------------------------
