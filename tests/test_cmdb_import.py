@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from gaas.cli import app as cli
 from gaas.cmdb import importer
 from gaas.cmdb.service import _json_values
-from tests.support import World, assert_problem, audit_rows, rid
+from tests.support import World, assert_problem, audit_rows, rid, unique
 
 
 @pytest.fixture(scope="module")
@@ -291,3 +291,108 @@ def test_bulk_index_entries_wait_in_the_pending_list_and_queries_stay_exact(clie
     assert merged > 0 and again == 0
     assert found() == (300, 11)
     assert JOBS["cmdb_pending_index_entries"][0] == 60
+
+
+def test_an_imports_new_cis_are_searchable_before_and_after_the_worker_indexes_their_names(
+        client, database, world, importer_user):
+    """An import leaves the GiST name index to the worker: its CIs are listed as pending, found by
+    fuzzy search (CI list and global search) straight away, and found exactly once after the
+    worker's job has indexed them."""
+    from gaas.cmdb import service as cmdb
+    from gaas.workflow.worker import JOBS
+
+    admin, domain = importer_user["admin"], importer_user["domain"]
+    prefix = unique("quokka")
+    response, _ = post(client, admin, ndjson(servers(prefix, 30)), domain=domain)
+    created = {str(r["id"]) for r in database.owner_rows(
+        "SELECT id FROM gaas_cmdb.configuration_items WHERE name LIKE :p", p=f"{prefix}-%")}
+    assert response.json()["created"] == 30 and len(created) == 30
+
+    def state() -> tuple[int, int]:
+        indexed = database.owner_rows("SELECT count(*) AS n FROM gaas_cmdb.ci_search_names "
+                                      "WHERE ci_id = ANY(CAST(:ids AS uuid[]))", ids=sorted(created))[0]["n"]
+        pending = database.owner_rows("SELECT count(*) AS n FROM gaas_cmdb.ci_search_names_pending p, "
+                                      "unnest(p.ci_ids) AS i WHERE i = ANY(CAST(:ids AS uuid[]))",
+                                      ids=sorted(created))[0]["n"]
+        return indexed, pending
+
+    def found() -> tuple[list[str], list[str]]:
+        typo = f"{prefix[:-1]}-7"  # one character of the name's prefix lost
+        listed = client.get("/api/v1/cis", params={"q": typo, "domain": domain, "limit": 50},
+                            headers=admin.headers).json()["items"]
+        hits = client.get("/api/v1/search", params={"q": f"{prefix}-7", "types": "cis", "limit": 50},
+                          headers=admin.headers).json()["items"]
+        return [r["name"] for r in listed], [h["title"] for h in hits]
+
+    assert state() == (0, 30)
+    before = found()
+    assert before[0][0] == f"{prefix}-7" and f"{prefix}-7" in before[1]
+    with world.session() as db:  # as the application role, like the worker's job
+        assert cmdb.index_pending_search_names(db) >= 30
+        assert cmdb.index_pending_search_names(db) == 0
+    assert state() == (30, 0)
+    after = found()
+    assert after == before  # the same CIs, each once
+    assert len(after[0]) == len(set(after[0])) and len(after[1]) == len(set(after[1]))
+    assert JOBS["cmdb_search_names"][0] <= 10
+
+
+def test_ordinary_writes_keep_search_names_in_step(client, database, importer_user):
+    """Outside imports a trigger writes the name row with the CI: created, renamed, found by the
+    new name and no longer by the old."""
+    admin, domain = importer_user["admin"], importer_user["domain"]
+    name = unique("wombat-")
+    ci = client.post("/api/v1/cis", json={"domain": domain, "name": name, "ci_class": "server",
+                                          "environment": "production", "owner_id": str(admin.id),
+                                          "attributes": {"hostname": name}}, headers=admin.headers).json()
+
+    def row() -> list[dict[str, Any]]:
+        return database.owner_rows("SELECT domain, name FROM gaas_cmdb.ci_search_names WHERE ci_id = :id",
+                                   id=ci["id"])
+
+    assert row() == [{"domain": domain, "name": name}]
+    renamed = unique("platypus-")
+    patched = client.patch(f"/api/v1/cis/{ci['id']}", json={"name": renamed, "version": ci["version"]},
+                           headers=admin.headers)
+    assert patched.status_code == 200, patched.text
+    assert row() == [{"domain": domain, "name": renamed}]
+    by_new = client.get("/api/v1/cis", params={"q": renamed, "domain": domain}, headers=admin.headers).json()
+    by_old = client.get("/api/v1/cis", params={"q": name, "domain": domain}, headers=admin.headers).json()
+    assert [r["id"] for r in by_new["items"]][:1] == [ci["id"]]
+    assert ci["id"] not in [r["id"] for r in by_old["items"]]
+
+
+def test_search_names_obey_domain_isolation_in_sql(client, database, world):
+    """Raw SQL as the application role: another domain's CI names, pending or indexed, stay
+    invisible, and nothing can be written into another domain's pending list."""
+    import psycopg
+
+    from gaas.cmdb import service as cmdb
+    from tests.test_database_security import act_as
+
+    mine, theirs = world.domain(), world.domain()
+    owner, reader = world.user(theirs, "cmdb_admin"), world.user(mine, "cmdb_admin")
+    name = unique("secret-host-")
+    response, _ = post(client, owner, ndjson([{"ci_class": "server", "name": name,
+                                               "attributes": {"hostname": name, "serial_number": name}}]),
+                       domain=theirs)
+    assert response.json()["created"] == 1
+
+    def seen_by(person, domain: str) -> tuple[int, int]:
+        with database.psycopg_app() as conn:
+            act_as(conn, person.id, domain)
+            names = conn.execute("SELECT count(*) FROM gaas_cmdb.ci_search_names WHERE name = %s",
+                                 (name,)).fetchone()[0]
+            pending = conn.execute("SELECT count(*) FROM gaas_cmdb.ci_search_names_pending WHERE domain = %s",
+                                   (theirs,)).fetchone()[0]
+            return names, pending
+
+    assert seen_by(owner, theirs) == (0, 1) and seen_by(reader, mine) == (0, 0)
+    with world.session() as db:
+        cmdb.index_pending_search_names(db)
+    assert seen_by(owner, theirs) == (1, 0) and seen_by(reader, mine) == (0, 0)
+    with database.psycopg_app() as conn:
+        act_as(conn, reader.id, mine)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO gaas_cmdb.ci_search_names_pending (domain, ci_ids) VALUES (%s, '{}')",
+                         (theirs,))

@@ -1,5 +1,5 @@
 """The CMDB's provider for global search (gaas.search): configuration items by number and by name
-(a partial or misspelt hostname) through the existing trigram index; CIs carry no prose to
+(a partial or misspelt hostname) through the search-name trigram index; CIs carry no prose to
 index by full text."""
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ def _visible(actor: Actor, params: dict[str, Any]) -> str:
     return f"({' OR '.join(parts)})"
 
 
+# CIs an import created that the worker has not put in ci_search_names yet (see migration 0011).
+_UNINDEXED = ("t.id IN (SELECT unnest(p.ci_ids) FROM gaas_cmdb.ci_search_names_pending p) "
+              "AND NOT EXISTS (SELECT 1 FROM gaas_cmdb.ci_search_names n WHERE n.ci_id = t.id)")
+
+
 def search(db: Session, actor: Actor, query: SearchQuery) -> list[SearchHit]:
     if not actor.can_anywhere("ci.view"):
         return []
@@ -34,5 +39,8 @@ def search(db: Session, actor: Actor, query: SearchQuery) -> list[SearchHit]:
     names_only = replace(query, tsquery="")  # no full-text vector on CIs
     statement, params = sql_hits(source="gaas_cmdb.configuration_items t", number="t.number", title="t.name",
                                  document="t.name", status="t.status::text", visible=visible, query=names_only,
-                                 params=params, nearest=True)
+                                 params=params, nearest=True,
+                                 nearest_from="gaas_cmdb.ci_search_names n "
+                                              "JOIN gaas_cmdb.configuration_items t ON t.id = n.ci_id",
+                                 nearest_title="n.name", unindexed=_UNINDEXED)
     return run_hits(db, "ci", "/api/v1/cis", statement, params)

@@ -16,8 +16,8 @@ import fastjsonschema
 import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from sqlalchemy import Float, Select, literal, or_, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Float, Select, exists, func, literal, or_, select, text, union_all
+from sqlalchemy.orm import Session, aliased
 
 from gaas.audit import service as audit
 from gaas.catalog import service as catalog
@@ -32,6 +32,8 @@ from gaas.cmdb.models import (
     CIStatus,
     ConfigurationItem,
     Environment,
+    ci_search_names,
+    ci_search_names_pending,
 )
 from gaas.cmdb.schemas import (
     CIClassCreate,
@@ -472,15 +474,46 @@ SEARCH_MAX_DISTANCE = 0.6  # 1 - word similarity: closer than this counts as a m
 
 
 def _search(db: Session, stmt: Select, q: str, cursor: str | None, limit: int):
-    """Fuzzy name search, nearest first: `q <<-> name` (one minus word similarity) ordered through
-    the GiST trigram index, so only the nearest names are ever scored; far ones are dropped."""
+    """Fuzzy name search, nearest first: `q <<-> name` (one minus word similarity). Indexed names
+    are walked nearest-first through the GiST trigram index on ci_search_names, so only the
+    nearest are ever scored; the CIs an import created that the worker has not indexed yet (few,
+    and only for moments) are scored directly. Far names are dropped."""
     offset = decode_offset(cursor)
-    distance = literal(q).op("<<->", return_type=Float)(ConfigurationItem.name)
-    rows = db.execute(stmt.add_columns(distance.label("distance"))
-                      .order_by(distance).offset(offset).limit(limit + 1)).all()  # no tie-break: KNN orders by one key
+    wanted = offset + limit + 1
+    indexed_distance = literal(q).op("<<->", return_type=Float)(ci_search_names.c.name)
+    indexed = (stmt.join(ci_search_names, ci_search_names.c.ci_id == ConfigurationItem.id)
+               .add_columns(indexed_distance.label("distance")).order_by(indexed_distance).limit(wanted))
+    pending_distance = literal(q).op("<<->", return_type=Float)(ConfigurationItem.name)
+    pending = (stmt.where(ConfigurationItem.id.in_(select(func.unnest(ci_search_names_pending.c.ci_ids))),
+                          ~exists().where(ci_search_names.c.ci_id == ConfigurationItem.id),
+                          pending_distance < SEARCH_MAX_DISTANCE)
+               .add_columns(pending_distance.label("distance")).order_by(pending_distance).limit(wanted))
+    both = union_all(indexed, pending).subquery()
+    found = aliased(ConfigurationItem, both)
+    rows = db.execute(select(found, both.c.distance).order_by(both.c.distance, both.c.id)
+                      .offset(offset).limit(limit + 1)).all()
     close = [row[0] for row in rows if row.distance < SEARCH_MAX_DISTANCE]
     more = len(rows) > limit and len(close) == len(rows)
     return (close[:limit], encode_offset(offset + limit)) if more else (close[:limit], None)
+
+
+def index_pending_search_names(db: Session, *, batches: int = 100) -> int:
+    """The worker's job: fold CIs that imports created into the search-name index, a few import
+    batches per transaction (each pending row goes as it is indexed). Returns the CIs indexed."""
+    return db.execute(text("""
+        WITH taken AS (
+            DELETE FROM gaas_cmdb.ci_search_names_pending
+            WHERE id IN (SELECT id FROM gaas_cmdb.ci_search_names_pending ORDER BY id LIMIT :batches
+                         FOR UPDATE SKIP LOCKED)
+            RETURNING ci_ids
+        ), indexed AS (
+            INSERT INTO gaas_cmdb.ci_search_names (ci_id, domain, name)
+            SELECT c.id, c.domain, c.name FROM gaas_cmdb.configuration_items c
+            WHERE c.id IN (SELECT unnest(ci_ids) FROM taken)
+            ON CONFLICT (ci_id) DO UPDATE SET domain = EXCLUDED.domain, name = EXCLUDED.name
+            RETURNING 1
+        )
+        SELECT count(*) FROM indexed"""), {"batches": batches}).scalar_one()
 
 
 # ---- relationships ------------------------------------------------------------------------------------

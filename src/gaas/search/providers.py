@@ -98,13 +98,17 @@ def safe_snippet(raw: str | None) -> str | None:
 
 def sql_hits(*, source: str, number: str | None, title: str, document: str, status: str, visible: str,
              query: SearchQuery, params: dict[str, Any] | None = None, extra_score: str = "0",
-             extra_columns: str = "", fuzzy_title: bool = True, nearest: bool = False) -> tuple[Any, dict[str, Any]]:
+             extra_columns: str = "", fuzzy_title: bool = True, nearest: bool = False,
+             nearest_from: str | None = None, nearest_title: str | None = None,
+             unindexed: str | None = None) -> tuple[Any, dict[str, Any]]:
     """One provider statement. `source` is the FROM clause, the searched table aliased `t` (with
     whatever it joins); `visible` is the provider's SQL filter (its permission rules; row-level
     security applies as well), with its bind `params`. Typos are matched nearest-first through a
-    GiST trigram index on the title (`nearest`), or by threshold through the GIN one. Returns
-    (statement, parameters); the rows carry id, number, title, domain, status, updated_at, score,
-    snippet and `extra_columns`."""
+    GiST trigram index on the title (`nearest`), or by threshold through the GIN one. When that
+    GiST index is on another table, `nearest_from` (joining `t`) and `nearest_title` name it, and
+    `unindexed` (over `t`) selects the rows it does not hold yet, which are scored directly.
+    Returns (statement, parameters); the rows carry id, number, title, domain, status,
+    updated_at, score, snippet and `extra_columns`."""
     matches, scores = [], []
     params = {**(params or {}), "limit": query.limit, "candidates": CANDIDATES, "hl": HEADLINE_OPTIONS,
               "marks": MARK_START + MARK_STOP}
@@ -140,13 +144,17 @@ def sql_hits(*, source: str, number: str | None, title: str, document: str, stat
         # (KNN), so only as many rows are read as it takes to find `limit` the caller may see.
         params["text"] = query.text
         params["max_distance"] = 1 - FUZZY_THRESHOLD
-        parts.append(f"""
+        walks = [(nearest_from or source, nearest_title or title, "true")]
+        if unindexed:
+            walks.append((source, title, unindexed))
+        for walked, key, only in walks:
+            parts.append(f"""
             SELECT k.* FROM (
-                SELECT {columns}, least(1.0, 0.9 * (1 - (:text <<-> {title})) + {extra_score}) AS score,
-                       :text <<-> {title} AS distance
-                FROM {source}
-                WHERE t.deleted_at IS NULL AND ({visible})
-                ORDER BY :text <<-> {title} LIMIT :limit
+                SELECT {columns}, least(1.0, 0.9 * (1 - (:text <<-> {key})) + {extra_score}) AS score,
+                       :text <<-> {key} AS distance
+                FROM {walked}
+                WHERE t.deleted_at IS NULL AND ({visible}) AND ({only})
+                ORDER BY :text <<-> {key} LIMIT :limit
             ) k WHERE k.distance <= :max_distance""")
     if matches:
         parts.append(f"""

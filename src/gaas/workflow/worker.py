@@ -144,6 +144,12 @@ def _cmdb_pending_index_entries(db: Session, settings: Settings) -> None:
     cmdb.merge_pending_index_entries(db)
 
 
+def _cmdb_search_names(db: Session, settings: Settings) -> None:
+    from gaas.cmdb import service as cmdb
+
+    cmdb.index_pending_search_names(db)
+
+
 # name -> (interval in seconds, job)
 JOBS: dict[str, tuple[int, Callable[[Session, Settings], None]]] = {
     "partitions": (24 * 3600, _partitions),
@@ -152,6 +158,8 @@ JOBS: dict[str, tuple[int, Callable[[Session, Settings], None]]] = {
     "audit_seal": (60, _audit_seal),
     "retire_expired_articles": (3600, _retire_expired_articles),
     "cmdb_pending_index_entries": (60, _cmdb_pending_index_entries),
+    # Until then, searching scores an import's new CIs one by one: keep that window short.
+    "cmdb_search_names": (5, _cmdb_search_names),
 }
 
 _CLAIM_JOB = text("""
