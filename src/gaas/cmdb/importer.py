@@ -11,6 +11,8 @@ identity_keys), merged, and written with multi-row statements, audit rows and ev
   version, no audit row), so importing the same file twice changes nothing the second time.
 - Rows that name the same CI within one import are merged (the later row wins).
 - A bad row is reported with its line, field and reason; unless `partial`, nothing is written.
+- New CIs reach the fuzzy-search name index through the worker (migration 0011); search scores
+  them directly until then.
 - Relationship rows ({"relationship_type", "source": {...}, "target": {...}}) name both ends by
   identity (class plus the values of one of its rules) and must come after the CIs they name.
 """
