@@ -499,7 +499,8 @@ def _search(db: Session, stmt: Select, q: str, cursor: str | None, limit: int):
 
 def index_pending_search_names(db: Session, *, batches: int = 100) -> int:
     """The worker's job: fold CIs that imports created into the search-name index, a few import
-    batches per transaction (each pending row goes as it is indexed). Returns the CIs indexed."""
+    batches per transaction (each pending row goes as it is indexed). Returns how many CIs were
+    taken off the pending list (0: none was pending)."""
     return db.execute(text("""
         WITH taken AS (
             DELETE FROM gaas_cmdb.ci_search_names_pending
@@ -511,9 +512,8 @@ def index_pending_search_names(db: Session, *, batches: int = 100) -> int:
             SELECT c.id, c.domain, c.name FROM gaas_cmdb.configuration_items c
             WHERE c.id IN (SELECT unnest(ci_ids) FROM taken)
             ON CONFLICT (ci_id) DO UPDATE SET domain = EXCLUDED.domain, name = EXCLUDED.name
-            RETURNING 1
         )
-        SELECT count(*) FROM indexed"""), {"batches": batches}).scalar_one()
+        SELECT coalesce(sum(cardinality(ci_ids)), 0) FROM taken"""), {"batches": batches}).scalar_one()
 
 
 # ---- relationships ------------------------------------------------------------------------------------
