@@ -177,7 +177,7 @@ def test_csv_import_and_permissions(client, world, importer_user):
                                files={"file": ("x.csv", content)}, headers=admin.headers), 422, "source")
 
 
-def test_cli_import(tmp_path, importer_user):
+def test_cli_import(tmp_path, database, importer_user):
     path = tmp_path / "cis.ndjson"
     path.write_bytes(ndjson(servers("cli", 3)))
     runner = CliRunner()
@@ -186,6 +186,12 @@ def test_cli_import(tmp_path, importer_user):
                                  importer_user["domain"]], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "3 created" in result.output
+    # The command indexes the names itself (a laptop may run no worker): nothing is left pending.
+    names = database.owner_rows("SELECT n.name FROM gaas_cmdb.ci_search_names n JOIN gaas_cmdb.configuration_items c "
+                                "ON c.id = n.ci_id WHERE c.name LIKE 'cli-%' AND c.domain = :d",
+                                d=importer_user["domain"])
+    assert sorted(r["name"] for r in names) == ["cli-0", "cli-1", "cli-2"]
+    assert database.owner_rows("SELECT count(*) AS n FROM gaas_cmdb.ci_search_names_pending")[0]["n"] == 0
     again = runner.invoke(cli, ["import", "cis", str(path), "--source", "cmdb-scan", "--owner", owner, "--domain",
                                 importer_user["domain"], "--dry-run"], catch_exceptions=False)
     assert "0 created" in again.output and "3 unchanged" in again.output and "Dry run" in again.output
