@@ -266,10 +266,9 @@ def import_figure(db, conn, domain: str, owner, rows: int) -> Figure:
     pages = conn.execute("SELECT gaas_cmdb.merge_pending_index_entries()").fetchone()[0]
     console.print(f"afterwards, the worker's merge of the GIN pending lists (COPY's and the import's entries): "
                   f"{pages:,} pages ({pages * 8 / 1024:,.0f} MB) in {time.perf_counter() - start:.1f} s")
-    start, indexed = time.perf_counter(), 0
+    start = time.perf_counter()
     with gaas_db.unit_of_work(actor) as session:
-        while done := cmdb_service.index_pending_search_names(session):
-            indexed += done
+        indexed = cmdb_service.drain_pending_search_names(session)
     console.print(f"afterwards, the worker's indexing of the import's CI names for fuzzy search: {indexed:,} CIs in "
                   f"{time.perf_counter() - start:.1f} s")
     figure.ceilings = import_ceilings(db, conn, domain, owner, rows)

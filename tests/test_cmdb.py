@@ -402,3 +402,18 @@ def test_a_rolled_back_schema_edit_is_not_remembered(client, database, infra):
     assert created.status_code == 201, created.text
     assert_problem(client.post("/api/v1/cis", json={**body, "attributes": {"serial": "K"}}, headers=admin.headers),
                    422, "attributes.serial")
+
+
+def test_a_schema_with_integers_beyond_64_bits_still_validates(client, infra):
+    admin, domain = infra["admin"], infra["domain"]
+    cls = client.post("/api/v1/ci-classes", json={
+        "name": unique("meter_"), "label": "Meter", "domain": domain,
+        "attribute_schema": {"type": "object", "properties": {"reading": {"type": "integer", "maximum": 2 ** 70}}},
+        "identification": [["reading"]]}, headers=admin.headers)
+    assert cls.status_code == 201, cls.text
+    body = {"domain": domain, "name": unique("meter-"), "ci_class": cls.json()["name"], "environment": "production",
+            "owner_id": str(admin.id)}
+    created = client.post("/api/v1/cis", json={**body, "attributes": {"reading": 2 ** 65}}, headers=admin.headers)
+    assert created.status_code == 201, created.text
+    assert_problem(client.post("/api/v1/cis", json={**body, "attributes": {"reading": 2 ** 71}},
+                               headers=admin.headers), 422, "attributes.reading")

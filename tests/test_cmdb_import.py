@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from gaas.cli import app as cli
@@ -334,7 +336,7 @@ def test_an_imports_new_cis_are_searchable_before_and_after_the_worker_indexes_t
     before = found()
     assert before[0][0] == f"{prefix}-7" and f"{prefix}-7" in before[1]
     with world.session() as db:  # as the application role, like the worker's job
-        assert cmdb.index_pending_search_names(db) >= 30
+        assert cmdb.drain_pending_search_names(db) >= 30
         assert cmdb.index_pending_search_names(db) == 0
     assert state() == (30, 0)
     after = found()
@@ -395,10 +397,71 @@ def test_search_names_obey_domain_isolation_in_sql(client, database, world):
 
     assert seen_by(owner, theirs) == (0, 1) and seen_by(reader, mine) == (0, 0)
     with world.session() as db:
-        cmdb.index_pending_search_names(db)
+        cmdb.drain_pending_search_names(db)
     assert seen_by(owner, theirs) == (1, 0) and seen_by(reader, mine) == (0, 0)
     with database.psycopg_app() as conn:
         act_as(conn, reader.id, mine)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("INSERT INTO gaas_cmdb.ci_search_names_pending (domain, ci_ids) VALUES (%s, '{}')",
                          (theirs,))
+
+
+def test_a_rename_while_pending_is_not_undone_by_the_worker(client, database, world, importer_user):
+    """A CI renamed after its import, while the worker is indexing it: the worker's statement read
+    the old name and then waits for the rename's own name row; once the rename commits, that
+    newer row stands (the worker does not write the old name over it)."""
+    import threading
+    import time
+
+    from gaas.cmdb import service as cmdb
+    from tests.test_database_security import act_as
+
+    admin, domain = importer_user["admin"], importer_user["domain"]
+    with world.session() as db:
+        cmdb.drain_pending_search_names(db)  # only this test's CI pending from here on
+    old, new = unique("echidna-"), unique("numbat-")
+    post(client, admin, ndjson([{"ci_class": "server", "name": old,
+                                 "attributes": {"hostname": old, "serial_number": old}}]), domain=domain)
+    ci_id = database.owner_rows("SELECT id FROM gaas_cmdb.configuration_items WHERE name = :n", n=old)[0]["id"]
+    with database.psycopg_app() as renaming:
+        act_as(renaming, admin.id, domain)
+        renaming.execute("UPDATE gaas_cmdb.configuration_items SET name = %s WHERE id = %s", (new, ci_id))
+        done: list[int] = []
+
+        def worker() -> None:
+            with world.session() as db:
+                done.append(cmdb.index_pending_search_names(db))
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        for _ in range(200):  # until the worker waits for the rename's uncommitted name row
+            if database.owner_rows("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                   "AND query LIKE '%ci_search_names_pending%'")[0]["n"]:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the worker never waited for the rename")
+        renaming.commit()
+    thread.join(10)
+    assert done == [1]
+    assert database.owner_rows("SELECT name FROM gaas_cmdb.ci_search_names WHERE ci_id = :id",
+                               id=ci_id) == [{"name": new}]
+
+
+def test_an_import_that_fails_midway_stops_deferring_search_names(database, world, importer_user):
+    """The deferral is for the import's own rows: if reading the file fails halfway, writes later
+    in the same transaction keep their name rows again (were the caller to go on)."""
+    from gaas.iam import service as iam
+
+    admin, domain = importer_user["admin"], importer_user["domain"]
+
+    def rows():
+        yield from importer.read_rows(io.BytesIO(ndjson(servers(unique("dingo"), 1500))), "ndjson")
+        raise OSError("the upload was cut off")
+
+    with world.session() as db:
+        with pytest.raises(OSError):
+            importer.import_cis(db, iam.system_actor(), rows(), source="cmdb-scan", dry_run=False, partial=False,
+                                default_domain=domain, owner_id=admin.id)
+        assert db.execute(text("SELECT current_setting('gaas.defer_search_names', true)")).scalar() == "off"
+        db.rollback()

@@ -325,11 +325,8 @@ def import_cis(
         # What the worker would do within seconds, done here too: a laptop may run no worker.
         from gaas.cmdb import service as cmdb
 
-        with err.status("indexing the new CIs' names for fuzzy search"):
-            while True:
-                with unit_of_work(actor) as db:
-                    if not cmdb.index_pending_search_names(db):
-                        break
+        with err.status("indexing the new CIs' names for fuzzy search"), unit_of_work(actor) as db:
+            cmdb.drain_pending_search_names(db)
     for error in result.errors[:50]:
         err.print(f"line {error['line']}: {error['field']}: {error['message']}")
     console.print(f"{result.rows} rows: {result.created} created, {result.updated} updated, {result.unchanged} "

@@ -19,6 +19,7 @@ identity_keys), merged, and written with multi-row statements, audit rows and ev
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -34,6 +35,7 @@ from typing import IO, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import TextClause, text
+from sqlalchemy.exc import DBAPIError, PendingRollbackError
 from sqlalchemy.orm import Session
 
 from gaas.audit.service import prepare_many, record_many
@@ -296,11 +298,18 @@ class Importer:
                         self._relationship_batch(rels)
                     if progress:
                         progress(len(batch))
-                self._settle().execute(_DEFER_SEARCH_NAMES, {"value": "off"})
+                self._settle()
             finally:
                 wait(self._jobs)  # failing: still, free the session before anyone rolls it back
                 self._writer.shutdown()
+                self._stop_deferring()
         return self.result
+
+    def _stop_deferring(self) -> None:
+        """Later writes in this transaction index their names themselves again. A transaction an
+        error has already lost will be rolled back, setting and all: nothing to reset there."""
+        with contextlib.suppress(DBAPIError, PendingRollbackError):
+            self.db.execute(_DEFER_SEARCH_NAMES, {"value": "off"})
 
     def _on_writer(self, work: Callable[..., Any], *args: Any) -> Future:
         def guarded() -> Any:

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import fastjsonschema
-import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from sqlalchemy import Float, Select, exists, func, literal, or_, select, text, union_all
@@ -242,7 +241,7 @@ def _json_values(values: list[Any]) -> str:
     return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
 
-_VALIDATORS: dict[bytes, tuple[Callable[[Any], Any], Draft202012Validator]] = {}
+_VALIDATORS: dict[str, tuple[Callable[[Any], Any], Draft202012Validator]] = {}
 
 
 # Keywords of JSON Schema 2020-12 that the compiled (draft 4-7) validator would silently ignore.
@@ -267,7 +266,7 @@ def _validators(schema: dict[str, Any]) -> tuple[Callable[[Any], Any], Draft2020
     million CIs) and the full validator that names every broken attribute. The compiled one is
     used only for schemas within its drafts. Cached by the schema's text, not the class's
     version: a rolled-back edit may have used the same version number for another schema."""
-    key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    key = json.dumps(schema, sort_keys=True)  # not orjson: a schema may hold integers beyond 64 bits
     entry = _VALIDATORS.get(key)
     if entry is None:
         full = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
@@ -476,8 +475,9 @@ SEARCH_MAX_DISTANCE = 0.6  # 1 - word similarity: closer than this counts as a m
 def _search(db: Session, stmt: Select, q: str, cursor: str | None, limit: int):
     """Fuzzy name search, nearest first: `q <<-> name` (one minus word similarity). Indexed names
     are walked nearest-first through the GiST trigram index on ci_search_names, so only the
-    nearest are ever scored; the CIs an import created that the worker has not indexed yet (few,
-    and only for moments) are scored directly. Far names are dropped."""
+    nearest are ever scored; the CIs an import created that the worker has not indexed yet
+    (usually none; after a large import, for as long as the worker takes) are scored directly.
+    Far names are dropped."""
     offset = decode_offset(cursor)
     wanted = offset + limit + 1
     indexed_distance = literal(q).op("<<->", return_type=Float)(ci_search_names.c.name)
@@ -511,9 +511,20 @@ def index_pending_search_names(db: Session, *, batches: int = 100) -> int:
             INSERT INTO gaas_cmdb.ci_search_names (ci_id, domain, name)
             SELECT c.id, c.domain, c.name FROM gaas_cmdb.configuration_items c
             WHERE c.id IN (SELECT unnest(ci_ids) FROM taken)
-            ON CONFLICT (ci_id) DO UPDATE SET domain = EXCLUDED.domain, name = EXCLUDED.name
+            -- A row already there was written by a rename since (the trigger): it is newer than
+            -- what this statement's snapshot read.
+            ON CONFLICT (ci_id) DO NOTHING
         )
         SELECT coalesce(sum(cardinality(ci_ids)), 0) FROM taken"""), {"batches": batches}).scalar_one()
+
+
+def drain_pending_search_names(db: Session) -> int:
+    """Index every CI left pending, in this transaction (`gaas import cis`, the bench): what the
+    worker's job does a few import batches at a time. Returns the CIs taken off the list."""
+    total = 0
+    while taken := index_pending_search_names(db):
+        total += taken
+    return total
 
 
 # ---- relationships ------------------------------------------------------------------------------------

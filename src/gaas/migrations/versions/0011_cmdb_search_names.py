@@ -27,6 +27,8 @@ M = "gaas_cmdb"
 
 
 def upgrade() -> None:
+    # No CI may be written between the copy below and the triggers that keep the copy in step.
+    op.execute(f"LOCK TABLE {M}.configuration_items IN SHARE ROW EXCLUSIVE MODE")
     op.execute(f"""
 CREATE TABLE {M}.ci_search_names (
     ci_id UUID PRIMARY KEY REFERENCES {M}.configuration_items(id) ON DELETE CASCADE,
