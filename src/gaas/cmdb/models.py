@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, FetchedValue, ForeignKey, Integer, String, Table, Text, Uuid, func
+from sqlalchemy import Boolean, Column, FetchedValue, ForeignKey, Integer, String, Table, Text, Uuid, func
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -105,18 +105,11 @@ class CIRelationship(Base):
 
 
 # Fuzzy name search (migration 0011): each CI's name under a GiST trigram index, kept by triggers;
-# CIs an import created and the worker has not folded in yet are listed in the pending table.
+# the CIs an import created and the worker has not folded in yet: service.unindexed_names.
 ci_search_names = Table(
     "ci_search_names", Base.metadata,
     Column("ci_id", Uuid, primary_key=True),
     Column("domain", String(100)),
     Column("name", String(200), nullable=False),
-    schema=SCHEMA,
-)
-ci_search_names_pending = Table(
-    "ci_search_names_pending", Base.metadata,
-    Column("id", BigInteger, primary_key=True),
-    Column("domain", String(100)),
-    Column("ci_ids", ARRAY(Uuid), nullable=False),
     schema=SCHEMA,
 )

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from gaas.cmdb.service import unindexed_names
 from gaas.core.context import Actor
 from gaas.search.providers import SearchHit, SearchQuery, run_hits, sql_hits
 
@@ -26,11 +27,6 @@ def _visible(actor: Actor, params: dict[str, Any]) -> str:
     return f"({' OR '.join(parts)})"
 
 
-# CIs an import created that the worker has not put in ci_search_names yet (see migration 0011).
-_UNINDEXED = ("t.id IN (SELECT unnest(p.ci_ids) FROM gaas_cmdb.ci_search_names_pending p) "
-              "AND NOT EXISTS (SELECT 1 FROM gaas_cmdb.ci_search_names n WHERE n.ci_id = t.id)")
-
-
 def search(db: Session, actor: Actor, query: SearchQuery) -> list[SearchHit]:
     if not actor.can_anywhere("ci.view"):
         return []
@@ -42,5 +38,5 @@ def search(db: Session, actor: Actor, query: SearchQuery) -> list[SearchHit]:
                                  params=params, nearest=True,
                                  nearest_from="gaas_cmdb.ci_search_names n "
                                               "JOIN gaas_cmdb.configuration_items t ON t.id = n.ci_id",
-                                 nearest_title="n.name", unindexed=_UNINDEXED)
+                                 nearest_title="n.name", unindexed=unindexed_names("t"))
     return run_hits(db, "ci", "/api/v1/cis", statement, params)

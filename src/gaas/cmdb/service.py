@@ -15,7 +15,7 @@ from typing import Any
 import fastjsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from sqlalchemy import Float, Select, exists, func, literal, or_, select, text, union_all
+from sqlalchemy import Float, Select, literal, or_, select, text, union_all
 from sqlalchemy.orm import Session, aliased
 
 from gaas.audit import service as audit
@@ -32,7 +32,6 @@ from gaas.cmdb.models import (
     ConfigurationItem,
     Environment,
     ci_search_names,
-    ci_search_names_pending,
 )
 from gaas.cmdb.schemas import (
     CIClassCreate,
@@ -484,8 +483,7 @@ def _search(db: Session, stmt: Select, q: str, cursor: str | None, limit: int):
     indexed = (stmt.join(ci_search_names, ci_search_names.c.ci_id == ConfigurationItem.id)
                .add_columns(indexed_distance.label("distance")).order_by(indexed_distance).limit(wanted))
     pending_distance = literal(q).op("<<->", return_type=Float)(ConfigurationItem.name)
-    pending = (stmt.where(ConfigurationItem.id.in_(select(func.unnest(ci_search_names_pending.c.ci_ids))),
-                          ~exists().where(ci_search_names.c.ci_id == ConfigurationItem.id),
+    pending = (stmt.where(text(unindexed_names("gaas_cmdb.configuration_items")),
                           pending_distance < SEARCH_MAX_DISTANCE)
                .add_columns(pending_distance.label("distance")).order_by(pending_distance).limit(wanted))
     both = union_all(indexed, pending).subquery()
@@ -495,6 +493,13 @@ def _search(db: Session, stmt: Select, q: str, cursor: str | None, limit: int):
     close = [row[0] for row in rows if row.distance < SEARCH_MAX_DISTANCE]
     more = len(rows) > limit and len(close) == len(rows)
     return (close[:limit], encode_offset(offset + limit)) if more else (close[:limit], None)
+
+
+def unindexed_names(ci_table: str) -> str:
+    """SQL over `ci_table` (the CI table or its alias): the CIs an import created that the worker
+    has not put in ci_search_names yet, for searches to score directly (CI list, global search)."""
+    return (f"{ci_table}.id IN (SELECT unnest(p.ci_ids) FROM gaas_cmdb.ci_search_names_pending p) "
+            f"AND NOT EXISTS (SELECT 1 FROM gaas_cmdb.ci_search_names n WHERE n.ci_id = {ci_table}.id)")
 
 
 def index_pending_search_names(db: Session, *, batches: int = 100) -> int:
