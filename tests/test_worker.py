@@ -46,6 +46,10 @@ class Workers:
         self.procs.append(proc)
         return proc
 
+    def logs(self) -> str:
+        """What the workers printed: shown when a test times out waiting for them."""
+        return "\n".join(path.read_text(errors="replace")[-4000:] for path in sorted(self.tmp.glob("worker-*.log")))
+
     def stop_all(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -171,7 +175,10 @@ def test_sigterm_finishes_the_delivery_in_hand_and_a_lost_connection_is_survived
                         a=f"gaas-worker:{worker.pid}")
     receiver.hold["/term"] = threading.Event()
     api_service(client, org["admin"], org["domain"])
-    wait_for(lambda: receiver.on("/term"), "the worker to deliver after losing its connections")
+    try:
+        wait_for(lambda: receiver.on("/term"), "the worker to deliver after losing its connections")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the worker's log:\n{workers.logs()}") from None
     os.kill(worker.pid, signal.SIGTERM)
     time.sleep(0.3)
     assert worker.poll() is None, "it finishes the delivery in hand first"
